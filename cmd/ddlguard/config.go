@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/ddlguard/ddlguard/proxy"
+)
+
+// Config is the whole configuration of `ddlguard serve`: the YAML file's
+// schema, with defaults from defaultConfig. Every leaf can be overridden by
+// an environment variable named after its path (upstream_tls.mode ->
+// DDLGUARD_UPSTREAM_TLS_MODE), and some by flags. Precedence: defaults, file,
+// environment, flags.
+type Config struct {
+	Listen           string        `yaml:"listen"`
+	Upstream         string        `yaml:"upstream"`
+	ConnectTimeout   time.Duration `yaml:"connect_timeout"`
+	StartupTimeout   time.Duration `yaml:"startup_timeout"`
+	MaxMessageSize   ByteSize      `yaml:"max_message_size"`
+	AllowReplication bool          `yaml:"allow_replication"`
+	ClientTLS        ClientTLS     `yaml:"client_tls"`
+	UpstreamTLS      UpstreamTLS   `yaml:"upstream_tls"`
+	Log              LogConfig     `yaml:"log"`
+}
+
+// ClientTLS is TLS toward clients, with ddlguard's own certificate.
+type ClientTLS struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	Require  bool   `yaml:"require"`
+}
+
+// UpstreamTLS is TLS toward the PostgreSQL server.
+type UpstreamTLS struct {
+	Mode       string `yaml:"mode"`
+	CAFile     string `yaml:"ca_file"`
+	ServerName string `yaml:"server_name"`
+	CertFile   string `yaml:"cert_file"`
+	KeyFile    string `yaml:"key_file"`
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string `yaml:"format"`
+	Level  string `yaml:"level"`
+}
+
+// ByteSize is a size in bytes, written as a number or with a unit (kB, MB,
+// GB as PostgreSQL writes them, or KiB, MiB, GiB; all binary).
+type ByteSize int64
+
+func defaultConfig() Config {
+	return Config{
+		Listen:         proxy.DefaultListen,
+		ConnectTimeout: proxy.DefaultConnectTimeout,
+		StartupTimeout: proxy.DefaultStartupTimeout,
+		MaxMessageSize: proxy.DefaultMaxMessageSize,
+		UpstreamTLS:    UpstreamTLS{Mode: string(proxy.UpstreamTLSPrefer)},
+		Log:            LogConfig{Format: "text", Level: "info"},
+	}
+}
+
+// configError is a configuration problem; its text names the field.
+type configError struct{ msg string }
+
+func (e *configError) Error() string { return e.msg }
+
+func configErrorf(format string, args ...any) error {
+	return &configError{fmt.Sprintf(format, args...)}
+}
+
+// loadConfig builds the configuration from defaults, the file (if path is
+// not empty) and the environment.
+func loadConfig(path string, environ []string) (Config, error) {
+	cfg := defaultConfig()
+	if path != "" {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return cfg, configErrorf("config file: %v", err)
+		}
+		var doc yaml.Node
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(&doc); err != nil && err.Error() != "EOF" {
+			return cfg, configErrorf("config file %s: %v", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		}
+		if len(doc.Content) > 0 {
+			if err := decodeNode("", doc.Content[0], reflect.ValueOf(&cfg).Elem()); err != nil {
+				return cfg, configErrorf("config file %s: %v", path, err)
+			}
+		}
+	}
+	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), "", environ); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
+}
+
+// decodeNode copies a YAML node into v, naming the offending field on error.
+func decodeNode(path string, n *yaml.Node, v reflect.Value) error {
+	if v.Kind() == reflect.Struct {
+		if n.Kind != yaml.MappingNode {
+			if n.Tag == "!!null" {
+				return nil
+			}
+			return fmt.Errorf("%s (line %d): expected a mapping of settings", orTop(path), n.Line)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			f, ok := fieldByTag(v, key)
+			if !ok {
+				return fmt.Errorf("%s (line %d): unknown setting (known: %s)", join(path, key), n.Content[i].Line, strings.Join(tags(v.Type()), ", "))
+			}
+			if err := decodeNode(join(path, key), n.Content[i+1], f); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("%s (line %d): expected a single value", path, n.Line)
+	}
+	if err := setLeaf(v, n.Value); err != nil {
+		return fmt.Errorf("%s (line %d): %v", path, n.Line, err)
+	}
+	return nil
+}
+
+// applyEnv overrides leaves from DDLGUARD_* variables.
+func applyEnv(v reflect.Value, path string, environ []string) error {
+	for i := 0; i < v.NumField(); i++ {
+		tag := v.Type().Field(i).Tag.Get("yaml")
+		p := join(path, tag)
+		if v.Field(i).Kind() == reflect.Struct {
+			if err := applyEnv(v.Field(i), p, environ); err != nil {
+				return err
+			}
+			continue
+		}
+		name := envName(p)
+		if val, ok := lookupEnv(environ, name); ok {
+			if err := setLeaf(v.Field(i), val); err != nil {
+				return configErrorf("%s (environment %s): %v", p, name, err)
+			}
+		}
+	}
+	return nil
+}
+
+func envName(path string) string {
+	return "DDLGUARD_" + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
+}
+
+func lookupEnv(environ []string, name string) (string, bool) {
+	for i := len(environ) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(environ[i], "="); ok && k == name {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+// setLeaf parses s into a leaf setting.
+func setLeaf(v reflect.Value, s string) error {
+	switch v.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("%q is not a duration (write it like 500ms, 5s or 1m)", s)
+		}
+		v.SetInt(int64(d))
+	case ByteSize:
+		n, err := parseByteSize(s)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+	case bool:
+		b, err := strconv.ParseBool(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("%q is not true or false", s)
+		}
+		v.SetBool(b)
+	case string:
+		v.SetString(s)
+	default:
+		return fmt.Errorf("unsupported setting type %s", v.Type())
+	}
+	return nil
+}
+
+func parseByteSize(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"kB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"B", 1}}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return 0, fmt.Errorf("%q is not a size (write it like 1048576, 64MiB or 1GiB)", s)
+	}
+	return n * mult, nil
+}
+
+func fieldByTag(v reflect.Value, tag string) (reflect.Value, bool) {
+	for i := 0; i < v.NumField(); i++ {
+		if v.Type().Field(i).Tag.Get("yaml") == tag {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+func tags(t reflect.Type) []string {
+	out := make([]string, t.NumField())
+	for i := range out {
+		out[i] = t.Field(i).Tag.Get("yaml")
+	}
+	return out
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+func orTop(path string) string {
+	if path == "" {
+		return "top level"
+	}
+	return path
+}
+
+// proxyConfig validates cfg and resolves it into the proxy's runtime form,
+// loading certificates. Errors name the field.
+func (cfg Config) proxyConfig(logger *slog.Logger) (proxy.Config, error) {
+	pc := proxy.Config{
+		Listen:           cfg.Listen,
+		Upstream:         cfg.Upstream,
+		RequireClientTLS: cfg.ClientTLS.Require,
+		UpstreamTLSMode:  proxy.UpstreamTLSMode(cfg.UpstreamTLS.Mode),
+		ConnectTimeout:   cfg.ConnectTimeout,
+		StartupTimeout:   cfg.StartupTimeout,
+		MaxMessageSize:   int(cfg.MaxMessageSize),
+		AllowReplication: cfg.AllowReplication,
+		Logger:           logger,
+	}
+	if cfg.ConnectTimeout <= 0 {
+		return pc, configErrorf("connect_timeout: must be greater than zero")
+	}
+	if cfg.StartupTimeout <= 0 {
+		return pc, configErrorf("startup_timeout: must be greater than zero")
+	}
+	if (cfg.ClientTLS.CertFile == "") != (cfg.ClientTLS.KeyFile == "") {
+		return pc, configErrorf("client_tls: cert_file and key_file must be set together")
+	}
+	if cfg.ClientTLS.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.ClientTLS.CertFile, cfg.ClientTLS.KeyFile)
+		if err != nil {
+			return pc, configErrorf("client_tls.cert_file/key_file: %v", err)
+		}
+		pc.ClientTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	ut := cfg.UpstreamTLS
+	mode := proxy.UpstreamTLSMode(ut.Mode)
+	if !mode.Valid() {
+		return pc, configErrorf("upstream_tls.mode: %q is not one of disable, prefer, require, verify-ca, verify-full", ut.Mode)
+	}
+	if mode == proxy.UpstreamTLSDisable && (ut.CAFile != "" || ut.CertFile != "") {
+		return pc, configErrorf("upstream_tls.mode: disable, but upstream_tls.ca_file or cert_file is set")
+	}
+	if (ut.CertFile == "") != (ut.KeyFile == "") {
+		return pc, configErrorf("upstream_tls: cert_file and key_file must be set together")
+	}
+	if mode != proxy.UpstreamTLSDisable {
+		tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: ut.ServerName}
+		if ut.CAFile != "" {
+			pem, err := os.ReadFile(ut.CAFile)
+			if err != nil {
+				return pc, configErrorf("upstream_tls.ca_file: %v", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return pc, configErrorf("upstream_tls.ca_file: %s holds no PEM certificate", ut.CAFile)
+			}
+			tc.RootCAs = pool
+		}
+		if ut.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(ut.CertFile, ut.KeyFile)
+			if err != nil {
+				return pc, configErrorf("upstream_tls.cert_file/key_file: %v", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		pc.UpstreamTLS = tc
+	}
+	if err := pc.Validate(); err != nil {
+		return pc, &configError{err.Error()}
+	}
+	return pc, nil
+}
+
+// newLogger builds the slog logger the config asks for.
+func (cfg Config) newLogger(w *os.File) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.Log.Level)); err != nil {
+		return nil, configErrorf("log.level: %q is not one of debug, info, warn, error", cfg.Log.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch cfg.Log.Format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, configErrorf("log.format: %q is not one of text, json", cfg.Log.Format)
+}

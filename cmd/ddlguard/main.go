@@ -1,0 +1,172 @@
+// Command ddlguard is the ddlguard binary: `serve` runs the proxy,
+// `check-config` validates a configuration, `demo` runs the proxy in front of
+// a throwaway PostgreSQL, and `version` prints the version. It wires packages
+// together and holds no protocol or SQL logic of its own.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ddlguard/ddlguard/proxy"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const usageText = `usage: ddlguard <command> [flags]
+
+commands:
+  serve         run the proxy: ddlguard serve --listen HOST:PORT --upstream HOST:PORT [--config FILE]
+  check-config  validate a configuration: ddlguard check-config --config FILE
+  demo          start a throwaway PostgreSQL with ddlguard in front of it
+  version       print the version
+`
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitConfig = 2 // bad flags or configuration
+)
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return exitConfig
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stderr)
+	case "check-config":
+		return checkConfig(args[1:], stdout, stderr)
+	case "demo":
+		return demo(args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		fmt.Fprintln(stdout, "ddlguard", version)
+		return exitOK
+	case "help", "-h", "--help", "-help":
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "ddlguard: unknown command %q\n%s", args[0], usageText)
+	return exitConfig
+}
+
+// serveFlags are the flags of serve and check-config. --listen, --upstream
+// and --config are a public contract.
+type serveFlags struct {
+	config, listen, upstream, logFormat, logLevel string
+}
+
+var errUsage = errors.New("usage")
+
+func parseServeFlags(name string, args []string, stderr io.Writer) (serveFlags, error) {
+	var f serveFlags
+	fs := flag.NewFlagSet("ddlguard "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.config, "config", "", "YAML configuration file (optional)")
+	fs.StringVar(&f.listen, "listen", "", "client-facing address HOST:PORT (default 127.0.0.1:6432)")
+	fs.StringVar(&f.upstream, "upstream", "", "PostgreSQL server address HOST:PORT")
+	fs.StringVar(&f.logFormat, "log-format", "", "log format: text or json")
+	fs.StringVar(&f.logLevel, "log-level", "", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return f, err
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ddlguard %s: unexpected argument %q\n", name, fs.Arg(0))
+		return f, errUsage
+	}
+	return f, nil
+}
+
+// resolve loads the configuration with flags applied on top.
+func (f serveFlags) resolve() (Config, error) {
+	cfg, err := loadConfig(f.config, os.Environ())
+	if err != nil {
+		return cfg, err
+	}
+	if f.listen != "" {
+		cfg.Listen = f.listen
+	}
+	if f.upstream != "" {
+		cfg.Upstream = f.upstream
+	}
+	if f.logFormat != "" {
+		cfg.Log.Format = f.logFormat
+	}
+	if f.logLevel != "" {
+		cfg.Log.Level = f.logLevel
+	}
+	return cfg, nil
+}
+
+func serve(args []string, stderr io.Writer) int {
+	f, err := parseServeFlags("serve", args, stderr)
+	if err != nil {
+		return exitConfig
+	}
+	cfg, err := f.resolve()
+	if err != nil {
+		fmt.Fprintln(stderr, "ddlguard: config:", err)
+		return exitConfig
+	}
+	logger, err := cfg.newLogger(os.Stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "ddlguard: config:", err)
+		return exitConfig
+	}
+	pc, err := cfg.proxyConfig(logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "ddlguard: config:", err)
+		return exitConfig
+	}
+	srv, err := proxy.New(pc)
+	if err != nil {
+		fmt.Fprintln(stderr, "ddlguard: config:", err)
+		return exitConfig
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case err := <-errc:
+		logger.Error("serve failed", "err", err)
+		return exitFailed
+	case s := <-sig:
+		logger.Info("shutting down", "signal", s.String())
+		srv.Close()
+		return exitOK
+	}
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) int {
+	f, err := parseServeFlags("check-config", args, stderr)
+	if err != nil {
+		return exitConfig
+	}
+	cfg, err := f.resolve()
+	if err == nil {
+		_, err = cfg.newLogger(os.Stderr)
+	}
+	if err == nil {
+		_, err = cfg.proxyConfig(slog.New(slog.DiscardHandler))
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "ddlguard: config:", err)
+		return exitConfig
+	}
+	fmt.Fprintln(stdout, "configuration ok")
+	return exitOK
+}

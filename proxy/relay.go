@@ -1,0 +1,279 @@
+package proxy
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The relay runs two pumps per connection, one per direction. Each pump
+// copies whole frames from its reader to the other side's buffered writer
+// and flushes whenever its reader has nothing more buffered, so a burst of
+// messages (a pipeline, a result set) leaves in as few writes as possible
+// and nothing waits in a buffer while the pump blocks on a read.
+//
+// Frames whose type is marked in a pump's inspect table are read whole and
+// passed to the pump's hook before they are forwarded; all others are
+// forwarded without being decoded, straight from the read buffer when they
+// fit in it and streamed in pieces when they do not, so a 1 GiB row never
+// needs 1 GiB of memory. Hooks run in this order for each frame: hook, then
+// forward. Policy (SQL inspection) will be called from the client pump's
+// hook; it must never write to the client itself, only decide.
+
+var clientInspect, upstreamInspect [256]bool
+
+func init() {
+	for _, t := range []byte{'Q', 'S', 'F', 'X'} { // Query, Sync, FunctionCall, Terminate
+		clientInspect[t] = true
+	}
+	for _, t := range []byte{'Z', 'S'} { // ReadyForQuery, ParameterStatus
+		upstreamInspect[t] = true
+	}
+}
+
+// relayEnd records how the relay stopped and what the client is still owed.
+type relayEnd struct {
+	mu                 sync.Mutex
+	why                string
+	clientFatal        []byte // a FATAL for the client, sent by the upstream pump
+	upstreamClosedByUs bool
+	upstreamDead       bool
+	cancelled          bool
+}
+
+func (e *relayEnd) set(why string) {
+	e.mu.Lock()
+	if e.why == "" {
+		e.why = why
+	}
+	e.mu.Unlock()
+}
+
+func (e *relayEnd) reason() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.why
+}
+
+// readError and writeError tell which side of a copy failed.
+type readError struct{ err error }
+type writeError struct{ err error }
+
+func (e *readError) Error() string  { return "read: " + e.err.Error() }
+func (e *readError) Unwrap() error  { return e.err }
+func (e *writeError) Error() string { return "write: " + e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// copyFrames relays frames from r to w until a read or write fails or hook
+// asks to stop after the frame it was given (which is then forwarded and
+// flushed). It returns the type of the last frame relayed whole and whether
+// the failure left a frame half-written.
+func copyFrames(r *bufio.Reader, w *bufio.Writer, limit int, side string,
+	inspect *[256]bool, hook func(typ byte, body []byte) bool, counter *atomic.Int64,
+) (last byte, midFrame bool, err error) {
+	var scratch []byte
+	for {
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return last, false, &writeError{err}
+			}
+		}
+		typ, n, err := readFrameHeader(r, limit, side)
+		if err != nil {
+			return last, false, &readError{err}
+		}
+		size := 5 + n
+		switch {
+		case size <= r.Size():
+			frame, err := r.Peek(size)
+			if err != nil {
+				return last, false, &readError{unexpectedEOF(err)}
+			}
+			stop := inspect[typ] && hook(typ, frame[5:])
+			if _, err := w.Write(frame); err != nil {
+				return last, true, &writeError{err}
+			}
+			r.Discard(size)
+			if stop {
+				counter.Add(int64(size))
+				return typ, false, flushed(w)
+			}
+		case inspect[typ]:
+			if cap(scratch) < size {
+				scratch = make([]byte, size)
+			}
+			frame := scratch[:size]
+			if _, err := io.ReadFull(r, frame); err != nil {
+				return last, false, &readError{unexpectedEOF(err)}
+			}
+			stop := hook(typ, frame[5:])
+			if _, err := w.Write(frame); err != nil {
+				return last, true, &writeError{err}
+			}
+			if stop {
+				counter.Add(int64(size))
+				return typ, false, flushed(w)
+			}
+		default:
+			if err := streamFrame(r, w, size); err != nil {
+				return last, true, err
+			}
+		}
+		counter.Add(int64(size))
+		last = typ
+	}
+}
+
+// streamFrame forwards a frame larger than the read buffer piece by piece.
+func streamFrame(r *bufio.Reader, w *bufio.Writer, size int) error {
+	for size > 0 {
+		if r.Buffered() == 0 {
+			if err := w.Flush(); err != nil {
+				return &writeError{err}
+			}
+			if _, err := r.Peek(1); err != nil {
+				return &readError{unexpectedEOF(err)}
+			}
+		}
+		k := min(size, r.Buffered())
+		chunk, _ := r.Peek(k)
+		if _, err := w.Write(chunk); err != nil {
+			return &writeError{err}
+		}
+		r.Discard(k)
+		size -= k
+	}
+	return nil
+}
+
+func flushed(w *bufio.Writer) error {
+	if err := w.Flush(); err != nil {
+		return &writeError{err}
+	}
+	return nil
+}
+
+// relay runs both pumps until the connection ends.
+func (c *clientConn) relay() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.pumpFromClient()
+	}()
+	c.pumpFromUpstream()
+	<-done
+}
+
+// fromClient is the client pump's hook.
+func (c *clientConn) fromClient(typ byte, body []byte) (stop bool) {
+	switch typ {
+	case 'Q', 'S', 'F':
+		c.sess.pending.Add(1)
+	case 'X':
+		return true
+	}
+	return false
+}
+
+// fromUpstream is the upstream pump's hook.
+func (c *clientConn) fromUpstream(typ byte, body []byte) (stop bool) {
+	switch typ {
+	case 'Z':
+		if len(body) == 1 {
+			c.sess.txStatus.Store(uint32(body[0]))
+		}
+		c.sess.pending.Add(-1)
+	case 'S':
+		c.sess.observeParameterStatus(body)
+	}
+	return false
+}
+
+// pumpFromClient relays client frames upstream. When the client goes away
+// mid-statement it cancels the backend's work, and in every case it closes
+// the upstream leg so that the backend ends and releases its locks at once.
+func (c *clientConn) pumpFromClient() {
+	_, _, err := copyFrames(c.cr, c.uw, c.srv.cfg.MaxMessageSize, "client",
+		&clientInspect, c.fromClient, &c.sess.bytesFromClient)
+	var fe *frameError
+	var re *readError
+	switch {
+	case err == nil:
+		c.end.set("client terminated")
+	case errors.As(err, &fe):
+		c.end.set(fe.Error())
+		c.end.mu.Lock()
+		c.end.clientFatal = fatalFrame(codeProtocolViolation, "invalid message length: "+fe.Error())
+		c.end.mu.Unlock()
+		// The upstream pump delivers the FATAL; do not let a client that
+		// stopped reading hold it forever.
+		c.raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		c.cancelIfBusy()
+	case errors.As(err, &re):
+		c.end.set("client disconnected")
+		c.cancelIfBusy()
+	default:
+		c.end.set("upstream write failed: " + err.Error())
+	}
+	c.end.mu.Lock()
+	c.end.upstreamClosedByUs = true
+	c.end.mu.Unlock()
+	c.closeUpstream()
+}
+
+// cancelIfBusy cancels the backend's running statement, at most once, when
+// the upstream owes a ReadyForQuery and is still alive.
+func (c *clientConn) cancelIfBusy() {
+	c.end.mu.Lock()
+	do := !c.end.upstreamDead && !c.end.cancelled && c.sess.Busy()
+	if do {
+		c.end.cancelled = true
+	}
+	c.end.mu.Unlock()
+	if do {
+		c.cancelBackend()
+	}
+}
+
+// pumpFromUpstream relays upstream frames to the client. When the upstream
+// leg ends it tells the client why with a FATAL error (unless the server
+// already sent one, or a frame was cut in half), then closes both legs.
+func (c *clientConn) pumpFromUpstream() {
+	last, mid, err := copyFrames(c.ur, c.cw, c.srv.cfg.MaxMessageSize, "upstream",
+		&upstreamInspect, c.fromUpstream, &c.sess.bytesToClient)
+	var fe *frameError
+	var we *writeError
+	c.end.mu.Lock()
+	owed, byUs := c.end.clientFatal, c.end.upstreamClosedByUs
+	if !byUs && !errors.As(err, &we) {
+		c.end.upstreamDead = true
+	}
+	c.end.mu.Unlock()
+	switch {
+	case errors.As(err, &we):
+		c.end.set("client disconnected")
+	case owed != nil:
+		if !mid {
+			c.cw.Write(owed)
+		}
+	case byUs:
+	case errors.As(err, &fe):
+		c.end.set(fe.Error())
+		if !mid {
+			c.cw.Write(fatalFrame(codeProtocolViolation, "ddlguard: "+fe.Error()))
+		}
+	default:
+		c.end.set("upstream closed the connection")
+		if !mid && last != 'E' {
+			c.cw.Write(fatalFrame(codeConnectionFailure, "ddlguard: the upstream server closed the connection unexpectedly"))
+		}
+	}
+	c.cw.Flush()
+	if errors.As(err, &we) {
+		c.cancelIfBusy()
+	}
+	c.closeBoth()
+}

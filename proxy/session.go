@@ -1,0 +1,74 @@
+package proxy
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+// Transaction status as reported by ReadyForQuery.
+const (
+	TxIdle    byte = 'I' // not in a transaction block
+	TxInBlock byte = 'T' // in a transaction block
+	TxFailed  byte = 'E' // in a failed transaction block
+)
+
+// Session is what ddlguard knows about one client connection and its
+// upstream backend. Fields set during startup are read-only afterwards; the
+// rest is updated by the relay and safe to read from any goroutine.
+type Session struct {
+	ClientAddr      string
+	User            string
+	Database        string
+	ApplicationName string
+	// ProtocolVersion is the version the client asked for in its startup
+	// packet (the server may negotiate it down).
+	ProtocolVersion uint32
+	// TLS reports whether the client leg is encrypted.
+	TLS bool
+	// UpstreamTLS reports whether the upstream leg is encrypted.
+	UpstreamTLS bool
+	Started     time.Time
+
+	backendPID uint32
+	cancelKey  []byte
+
+	txStatus      atomic.Uint32
+	serverVersion atomic.Pointer[string]
+	// pending counts messages sent upstream that each end in exactly one
+	// ReadyForQuery (Query, Sync, FunctionCall) and have not yet got it.
+	pending         atomic.Int64
+	bytesFromClient atomic.Int64
+	bytesToClient   atomic.Int64
+}
+
+// TxStatus is the transaction status from the last ReadyForQuery (0 before
+// the first one).
+func (s *Session) TxStatus() byte { return byte(s.txStatus.Load()) }
+
+// ServerVersion is the upstream's server_version parameter ("" if not yet known).
+func (s *Session) ServerVersion() string {
+	if v := s.serverVersion.Load(); v != nil {
+		return *v
+	}
+	return ""
+}
+
+// BackendPID is the upstream backend's process id from BackendKeyData.
+func (s *Session) BackendPID() uint32 { return s.backendPID }
+
+// Busy reports whether the upstream owes the client a ReadyForQuery.
+func (s *Session) Busy() bool { return s.pending.Load() > 0 }
+
+// observeParameterStatus records the ParameterStatus values ddlguard tracks.
+func (s *Session) observeParameterStatus(body []byte) {
+	var ps pgproto3.ParameterStatus
+	if ps.Decode(body) != nil {
+		return
+	}
+	if ps.Name == "server_version" {
+		v := ps.Value
+		s.serverVersion.Store(&v)
+	}
+}
