@@ -1,0 +1,41 @@
+# ddlguard build, test and demo entry points. `make help` lists targets.
+
+GO      ?= go
+BIN     := bin/ddlguard
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+
+# All build flags live here; the version lands in main.version.
+LDFLAGS       := -X main.version=$(VERSION)
+GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
+
+.PHONY: all help deps build test demo fmt clean
+
+all: build
+
+help:
+	@echo 'targets:'
+	@echo '  deps   install system packages the tests/demo need (scripts/install-deps.sh)'
+	@echo '  build  build $(BIN) (version $(VERSION))'
+	@echo '  test   deps, go vet, then all tests against real PostgreSQL'
+	@echo '  demo   deps, build, then ./$(BIN) demo'
+	@echo '  fmt    gofmt all Go files'
+	@echo '  clean  remove build and coverage outputs'
+
+deps:
+	bash scripts/install-deps.sh
+
+build:
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/ddlguard
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+demo: deps build
+	./$(BIN) demo
+
+fmt:
+	$(GO) fmt ./...
+
+clean:
+	rm -rf bin/ coverage.out coverage.html *.coverprofile
