@@ -114,6 +114,16 @@ func (c *clientConn) relayAuth() error {
 		if ctyp == 'X' {
 			return &clientGoneError{errors.New("terminated during authentication")}
 		}
+		if ctyp == 'p' && c.bindingDowngradeRefused(cbody) {
+			c.cw.Write(errorFrame("FATAL", codeInvalidAuthSpec,
+				"ddlguard: SCRAM channel binding cannot pass through ddlguard's TLS termination",
+				"The client supports channel binding and sees ddlguard's certificate; the server, reached over TLS, "+
+					"would reject the authentication as a downgrade. Connect with channel_binding=disable, configure "+
+					"ddlguard's client_tls with the server's own certificate (then channel binding works end to end), "+
+					"or use upstream_tls.mode=disable."))
+			c.cw.Flush()
+			return errors.New("client offered SCRAM channel binding that cannot pass through TLS termination")
+		}
 		c.sess.bytesFromClient.Add(int64(5 + len(cbody)))
 		c.uw.Write(cbuf[:5+len(cbody)])
 		if err := c.uw.Flush(); err != nil {
@@ -166,6 +176,22 @@ func (c *clientConn) channelBindingPassesThrough() bool {
 	return bytes.Equal(peer[0].Raw, own[0].Certificate[0])
 }
 
+// bindingDowngradeRefused reports whether a SASLInitialResponse carries the
+// GS2 flag "y" (client supports channel binding, thinks the server does not)
+// while the upstream leg is TLS: PostgreSQL refuses that as a downgrade
+// attack, and the flag is covered by the SCRAM proof, so it cannot be
+// rewritten without the password.
+func (c *clientConn) bindingDowngradeRefused(body []byte) bool {
+	if _, upTLS := c.upstream.(*tls.Conn); !upTLS || c.channelBindingPassesThrough() {
+		return false
+	}
+	var msg pgproto3.SASLInitialResponse
+	if msg.Decode(body) != nil {
+		return false
+	}
+	return bytes.HasPrefix(msg.Data, []byte("y,"))
+}
+
 // registerCancelKey records the backend's cancel key so that a CancelRequest
 // carrying it is routed to this connection's upstream.
 func (c *clientConn) registerCancelKey(body []byte) {
@@ -174,8 +200,8 @@ func (c *clientConn) registerCancelKey(body []byte) {
 	}
 	c.sess.backendPID = binary.BigEndian.Uint32(body)
 	c.sess.cancelKey = append([]byte(nil), body[4:]...)
-	c.keyID = string(body)
 	c.srv.mu.Lock()
+	c.keyID = string(body)
 	c.srv.keys[c.keyID] = c
 	c.srv.mu.Unlock()
 }

@@ -298,3 +298,17 @@ type clientGoneError struct{ err error }
 
 func (e *clientGoneError) Error() string { return "client closed the connection: " + e.err.Error() }
 func (e *clientGoneError) Unwrap() error { return e.err }
+
+// Sessions returns the sessions of the connections being served that have
+// finished startup.
+func (s *Server) Sessions() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]*Session, 0, len(s.conns))
+	for c := range s.conns {
+		if c.keyID != "" {
+			out = append(out, &c.sess)
+		}
+	}
+	return out
+}
