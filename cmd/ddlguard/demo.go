@@ -1,12 +1,83 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ddlguard/ddlguard/e2e/pgcluster"
+	"github.com/ddlguard/ddlguard/proxy"
 )
 
-// demo is filled in once the throwaway-cluster package lands.
+// demo starts a throwaway PostgreSQL cluster, runs ddlguard in front of it
+// with the zero-configuration defaults, prints how to connect, and removes
+// everything on SIGINT/SIGTERM (or after --duration).
 func demo(args []string, stdout, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "ddlguard demo: not built yet")
-	return exitFailed
+	fs := flag.NewFlagSet("ddlguard demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", proxy.DefaultListen, "client-facing address HOST:PORT")
+	duration := fs.Duration("duration", 0, "stop after this long (default: run until interrupted)")
+	if err := fs.Parse(args); err != nil {
+		return exitConfig
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, nil))
+
+	fmt.Fprintln(stdout, "starting a throwaway PostgreSQL cluster...")
+	cluster, err := pgcluster.Start(pgcluster.Options{})
+	if err != nil {
+		fmt.Fprintln(stderr, "ddlguard demo: starting PostgreSQL:", err)
+		return exitFailed
+	}
+	defer cluster.Stop()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(stderr, "ddlguard demo: listen on %s: %v (pick another address with --listen)\n", *listen, err)
+		return exitFailed
+	}
+	srv, err := proxy.New(proxy.Config{Listen: *listen, Upstream: cluster.Addr(), Logger: logger})
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "ddlguard demo:", err)
+		return exitFailed
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	defer srv.Close()
+
+	addr := ln.Addr().(*net.TCPAddr)
+	fmt.Fprintf(stdout, `
+PostgreSQL %d is running at %s; ddlguard listens at %s in front of it.
+Connect through ddlguard with:
+
+  psql "host=%s port=%d user=%s password=%s dbname=%s"
+
+Press Ctrl-C to stop and remove the cluster.
+`, cluster.Version(), cluster.Addr(), addr, addr.IP, addr.Port,
+		pgcluster.RoleSCRAM, pgcluster.PasswordSCRAM, pgcluster.AppDatabase)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	var timeout <-chan time.Time
+	if *duration > 0 {
+		timeout = time.After(*duration)
+	}
+	select {
+	case <-sig:
+	case <-timeout:
+	case err := <-errc:
+		if !errors.Is(err, proxy.ErrServerClosed) {
+			fmt.Fprintln(stderr, "ddlguard demo:", err)
+			return exitFailed
+		}
+	}
+	fmt.Fprintln(stdout, "stopping")
+	return exitOK
 }
