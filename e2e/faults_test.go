@@ -125,12 +125,21 @@ func waitActive(t *testing.T, super *pgx.Conn, pid uint32, query string) {
 func TestFaultClientKilledMidQuery(t *testing.T) {
 	p := startProxy(t)
 	super := superConn(t)
-	for _, how := range []string{"close", "reset"} {
+	for _, how := range []string{"close", "reset", "execute without sync"} {
 		t.Run(how, func(t *testing.T) {
 			r := dialRaw(t, p.Addr())
 			r.startup(t, nil)
 			const q = "SELECT pg_sleep(60)"
-			r.fe.Send(&pgproto3.Query{String: q})
+			if how == "execute without sync" {
+				// Extended protocol with Flush instead of Sync: the backend
+				// runs the statement but owes no ReadyForQuery.
+				r.fe.Send(&pgproto3.Parse{Query: q})
+				r.fe.Send(&pgproto3.Bind{})
+				r.fe.Send(&pgproto3.Execute{})
+				r.fe.Send(&pgproto3.Flush{})
+			} else {
+				r.fe.Send(&pgproto3.Query{String: q})
+			}
 			if err := r.fe.Flush(); err != nil {
 				t.Fatal(err)
 			}

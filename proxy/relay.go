@@ -26,7 +26,7 @@ import (
 var clientInspect, upstreamInspect [256]bool
 
 func init() {
-	for _, t := range []byte{'Q', 'S', 'F', 'X'} { // Query, Sync, FunctionCall, Terminate
+	for _, t := range []byte{'Q', 'S', 'F', 'E', 'X'} { // Query, Sync, FunctionCall, Execute, Terminate
 		clientInspect[t] = true
 	}
 	for _, t := range []byte{'Z', 'S'} { // ReadyForQuery, ParameterStatus
@@ -172,6 +172,8 @@ func (c *clientConn) fromClient(typ byte, body []byte) (stop bool) {
 	switch typ {
 	case 'Q', 'S', 'F':
 		c.sess.pending.Add(1)
+	case 'E':
+		c.sess.unsynced.Store(true)
 	case 'X':
 		return true
 	}
@@ -186,6 +188,7 @@ func (c *clientConn) fromUpstream(typ byte, body []byte) (stop bool) {
 			c.sess.txStatus.Store(uint32(body[0]))
 		}
 		c.sess.pending.Add(-1)
+		c.sess.unsynced.Store(false)
 	case 'S':
 		c.sess.observeParameterStatus(body)
 	}

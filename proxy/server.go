@@ -77,23 +77,22 @@ func (s *Server) Serve(ln net.Listener) error {
 		if err != nil {
 			s.mu.Lock()
 			closed := s.closed
-			delete(s.listeners, ln)
 			s.mu.Unlock()
 			if closed {
 				return ErrServerClosed
 			}
 			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+			if (errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, errTooManyFiles) {
 				// Out of descriptors or a transient failure: wait and retry
 				// instead of spinning or giving up.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
 				s.log.Warn("accept failed; retrying", "err", err, "backoff", backoff)
-				s.mu.Lock()
-				s.listeners[ln] = struct{}{}
-				s.mu.Unlock()
 				time.Sleep(backoff)
 				continue
 			}
+			s.mu.Lock()
+			delete(s.listeners, ln)
+			s.mu.Unlock()
 			ln.Close()
 			return fmt.Errorf("accept: %w", err)
 		}

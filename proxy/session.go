@@ -38,7 +38,11 @@ type Session struct {
 	serverVersion atomic.Pointer[string]
 	// pending counts messages sent upstream that each end in exactly one
 	// ReadyForQuery (Query, Sync, FunctionCall) and have not yet got it.
-	pending         atomic.Int64
+	pending atomic.Int64
+	// unsynced is set by an Execute and cleared by ReadyForQuery: a client
+	// may Execute and Flush without Sync, and the backend then runs a
+	// statement that owes no ReadyForQuery.
+	unsynced        atomic.Bool
 	bytesFromClient atomic.Int64
 	bytesToClient   atomic.Int64
 }
@@ -58,8 +62,9 @@ func (s *Session) ServerVersion() string {
 // BackendPID is the upstream backend's process id from BackendKeyData.
 func (s *Session) BackendPID() uint32 { return s.backendPID }
 
-// Busy reports whether the upstream owes the client a ReadyForQuery.
-func (s *Session) Busy() bool { return s.pending.Load() > 0 }
+// Busy reports whether the backend may be running something for the client:
+// it owes a ReadyForQuery, or an Execute was sent since the last one.
+func (s *Session) Busy() bool { return s.pending.Load() > 0 || s.unsynced.Load() }
 
 // observeParameterStatus records the ParameterStatus values ddlguard tracks.
 func (s *Session) observeParameterStatus(body []byte) {

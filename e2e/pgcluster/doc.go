@@ -22,9 +22,12 @@
 // Cluster.DSN builds a libpq key=value connection string for any of them.
 //
 // The package needs real PostgreSQL server binaries (initdb, pg_ctl,
-// postgres). They are looked up in $PG_BIN, then `pg_config --bindir`, then
-// the highest /usr/lib/postgresql/*/bin. Missing binaries are an error, never
-// a reason to skip: run scripts/install-deps.sh (or `make deps`).
+// postgres). They are taken from Options.BinDir when set, else looked up in
+// $PG_BIN, then `pg_config --bindir`, then the highest
+// /usr/lib/postgresql/*/bin. Missing binaries are an error, never a reason to
+// skip: run scripts/install-deps.sh (or `make deps`). Other majors come from
+// scripts/install-pg-major.sh MAJOR, which prints a bin directory for
+// Options.BinDir or PG_BIN.
 //
 // When the calling process runs as root, the server programs are run as the
 // "postgres" OS user (PostgreSQL refuses to run as root) and the cluster's

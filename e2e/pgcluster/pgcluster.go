@@ -47,6 +47,11 @@ type Options struct {
 	// package's host lines.
 	ExtraHBA []string
 
+	// BinDir is the directory of initdb, pg_ctl and postgres to use. When
+	// set it takes precedence over $PG_BIN and the search of FindBinDir,
+	// and must hold all three programs. Default: FindBinDir().
+	BinDir string
+
 	// BaseDir is where the cluster's temporary directory is created.
 	// Default: os.TempDir() (or /tmp when that path is too long for a
 	// unix socket).
@@ -67,10 +72,17 @@ type Cluster struct {
 	Port int    // TCP port; unchanged by Restart
 
 	BinDir    string // directory of initdb, pg_ctl, postgres
+	LibDir    string // BinDir/../lib of a self-contained tree, else "" (see below)
 	Dir       string // the cluster's temporary directory; removed by Stop
 	DataDir   string // PGDATA (Dir/data)
 	SocketDir string // unix_socket_directories (== Dir)
 	LogFile   string // server log (Dir/postgres.log)
+
+	// LibDir is set when BinDir/../lib holds the tree's own libpq or ICU
+	// libraries (a self-contained build such as the npm packages that
+	// scripts/install-pg-major.sh installs); the server programs run with
+	// it first on LD_LIBRARY_PATH. Clients that should use that tree's
+	// libpq can do the same. Distribution packages leave it empty.
 
 	// TLS material, PEM files under Dir/tls. All of them are readable by
 	// the calling user; ServerKeyFile is owned by the server's OS user.
@@ -108,8 +120,15 @@ func Start(opts Options) (_ *Cluster, err error) {
 	}
 	begin := time.Now()
 
-	binDir, err := FindBinDir()
-	if err != nil {
+	binDir := opts.BinDir
+	if binDir != "" {
+		if binDir, err = filepath.Abs(binDir); err != nil {
+			return nil, fmt.Errorf("pgcluster: %w", err)
+		}
+		if missing := missingPrograms(binDir); len(missing) > 0 {
+			return nil, fmt.Errorf("pgcluster: Options.BinDir=%s lacks %s", binDir, strings.Join(missing, ", "))
+		}
+	} else if binDir, err = FindBinDir(); err != nil {
 		return nil, err
 	}
 	runAs, err := serverCredential()
@@ -135,6 +154,7 @@ func Start(opts Options) (_ *Cluster, err error) {
 	c := &Cluster{
 		Host:          Host,
 		BinDir:        binDir,
+		LibDir:        bundledLibDir(binDir),
 		Dir:           dir,
 		DataDir:       filepath.Join(dir, "data"),
 		SocketDir:     dir,
@@ -481,6 +501,13 @@ func (c *Cluster) serverEnv() []string {
 		env = append(env, kv)
 	}
 	env = append(env, "LC_ALL=C")
+	if c.LibDir != "" {
+		path := c.LibDir
+		if old := os.Getenv("LD_LIBRARY_PATH"); old != "" {
+			path += string(os.PathListSeparator) + old
+		}
+		env = append(withoutVar(env, "LD_LIBRARY_PATH"), "LD_LIBRARY_PATH="+path)
+	}
 	if c.runAs != nil {
 		env = append(env, "HOME="+c.Dir)
 	}

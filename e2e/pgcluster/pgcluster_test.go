@@ -401,3 +401,42 @@ func certPool(t *testing.T, path string) *x509.CertPool {
 	pool.AddCert(readCert(t, path))
 	return pool
 }
+
+// TestBinDirOption: an explicit Options.BinDir beats a (bad) PG_BIN, and a
+// BinDir without the server programs is an error naming what is missing.
+func TestBinDirOption(t *testing.T) {
+	good, err := pgcluster.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PG_BIN", t.TempDir())
+
+	_, err = pgcluster.Start(pgcluster.Options{BinDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "BinDir") || !strings.Contains(err.Error(), "initdb") {
+		t.Fatalf("Start with an empty BinDir: want an error naming BinDir and initdb, got %v", err)
+	}
+
+	c, err := pgcluster.Start(pgcluster.Options{BinDir: good, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("Start with BinDir=%s despite a bad PG_BIN: %v", good, err)
+	}
+	defer func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("Stop: %v", err)
+		}
+	}()
+	if c.BinDir != good {
+		t.Errorf("BinDir = %s, want %s", c.BinDir, good)
+	}
+	// A distribution's bin dir keeps libpq and ICU in the system paths.
+	if strings.HasPrefix(good, "/usr/") && c.LibDir != "" {
+		t.Errorf("LibDir = %q for the system binaries in %s, want empty", c.LibDir, good)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := c.Connect(ctx, pgcluster.RoleTrust, pgcluster.AppDatabase, "sslmode", "disable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Close(ctx)
+}
