@@ -42,7 +42,12 @@ type relayEnd struct {
 	upstreamClosedByUs bool
 	upstreamDead       bool
 	cancelled          bool
+	clientTerminated   bool // the client sent Terminate; the server will close
 }
+
+// terminateGrace bounds how long the upstream leg stays open after a client's
+// Terminate while the server finishes what came before it.
+const terminateGrace = 5 * time.Second
 
 func (e *relayEnd) set(why string) {
 	e.mu.Lock()
@@ -205,7 +210,14 @@ func (c *clientConn) pumpFromClient() {
 	var re *readError
 	switch {
 	case err == nil:
+		// The server answers whatever preceded the Terminate and then
+		// closes; let those answers through, as a direct connection would.
 		c.end.set("client terminated")
+		c.end.mu.Lock()
+		c.end.clientTerminated = true
+		c.end.mu.Unlock()
+		time.AfterFunc(terminateGrace, c.closeUpstream)
+		return
 	case errors.As(err, &fe):
 		c.end.set(fe.Error())
 		c.end.mu.Lock()
@@ -250,7 +262,7 @@ func (c *clientConn) pumpFromUpstream() {
 	var fe *frameError
 	var we *writeError
 	c.end.mu.Lock()
-	owed, byUs := c.end.clientFatal, c.end.upstreamClosedByUs
+	owed, byUs := c.end.clientFatal, c.end.upstreamClosedByUs || c.end.clientTerminated
 	if !byUs && !errors.As(err, &we) {
 		c.end.upstreamDead = true
 	}
