@@ -180,6 +180,12 @@ func (c *clientConn) fromClient(typ byte, body []byte) (stop bool) {
 	case 'E':
 		c.sess.unsynced.Store(true)
 	case 'X':
+		// Recorded before the Terminate leaves: the server may close the
+		// upstream leg the moment it reads it, and that close is expected.
+		c.end.set("client terminated")
+		c.end.mu.Lock()
+		c.end.clientTerminated = true
+		c.end.mu.Unlock()
 		return true
 	}
 	return false
@@ -210,12 +216,9 @@ func (c *clientConn) pumpFromClient() {
 	var re *readError
 	switch {
 	case err == nil:
-		// The server answers whatever preceded the Terminate and then
-		// closes; let those answers through, as a direct connection would.
-		c.end.set("client terminated")
-		c.end.mu.Lock()
-		c.end.clientTerminated = true
-		c.end.mu.Unlock()
+		// Terminate relayed (see fromClient). The server answers whatever
+		// preceded it and then closes; let those answers through, as a
+		// direct connection would.
 		time.AfterFunc(terminateGrace, c.closeUpstream)
 		return
 	case errors.As(err, &fe):
