@@ -4,18 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
-	"errors"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
@@ -25,38 +21,6 @@ import (
 // bindingRefusal is the message ddlguard sends when a client's SCRAM
 // exchange would be refused by the server as a channel binding downgrade.
 const bindingRefusal = "SCRAM channel binding cannot pass through ddlguard's TLS termination"
-
-// loadCertPool reads a PEM CA file into a fresh pool.
-func loadCertPool(t testing.TB, file string) *x509.CertPool {
-	t.Helper()
-	pem, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		t.Fatalf("no certificate in %s", file)
-	}
-	return pool
-}
-
-// withUpstreamTLS sets ddlguard's upstream TLS mode. caFile, when not empty,
-// becomes the root pool; serverName, when not empty, overrides the name
-// checked in verify-full.
-func withUpstreamTLS(t testing.TB, mode proxy.UpstreamTLSMode, caFile, serverName string) func(*proxy.Config) {
-	t.Helper()
-	var tc *tls.Config
-	if caFile != "" || serverName != "" {
-		tc = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
-		if caFile != "" {
-			tc.RootCAs = loadCertPool(t, caFile)
-		}
-	}
-	return func(c *proxy.Config) {
-		c.UpstreamTLSMode = mode
-		c.UpstreamTLS = tc
-	}
-}
 
 // withServerCertToClients makes ddlguard present PostgreSQL's own
 // certificate (and key) on the client leg, so that SCRAM channel binding
@@ -162,41 +126,6 @@ func saslInitialResponse(sent []byte) *pgproto3.SASLInitialResponse {
 		rest = rest[1+size:]
 	}
 	return nil
-}
-
-// pgErrorOf returns the server-style error inside err, or nil.
-func pgErrorOf(err error) *pgconn.PgError {
-	var pe *pgconn.PgError
-	if errors.As(err, &pe) {
-		return pe
-	}
-	return nil
-}
-
-// sessionByBackendPID finds the proxy session whose upstream backend is pid.
-func sessionByBackendPID(t testing.TB, p *testProxy, pid uint32) *proxy.Session {
-	t.Helper()
-	var pids []uint32
-	for _, s := range p.Server.Sessions() {
-		if s.BackendPID() == pid {
-			return s
-		}
-		pids = append(pids, s.BackendPID())
-	}
-	t.Fatalf("no ddlguard session with backend pid %d (sessions have %v)", pid, pids)
-	return nil
-}
-
-// queryString runs a one-value query.
-func queryString(t testing.TB, conn *pgx.Conn, sql string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var s string
-	if err := conn.QueryRow(ctx, sql).Scan(&s); err != nil {
-		t.Fatalf("%s: %v", sql, err)
-	}
-	return s
 }
 
 // TestAuthMethods relays every pg_hba method the cluster offers, over a
@@ -470,7 +399,7 @@ func TestAuthUpstreamTLSVerification(t *testing.T) {
 			if !strings.Contains(pe.Message, cluster.Addr()) {
 				t.Errorf("message %q does not name the upstream %s", pe.Message, cluster.Addr())
 			}
-			eventually(t, 5*time.Second, "the failed connection to be forgotten", func() bool { return p.Server.ConnCount() == 0 })
+			waitProxyIdle(t, p)
 			if logs := p.Logs(); !strings.Contains(logs, "connection failed during startup") {
 				t.Errorf("ddlguard did not log the failure:\n%s", logs)
 			}

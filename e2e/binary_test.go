@@ -49,16 +49,6 @@ func ddlguardBinary(t *testing.T) string {
 	return binPath
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // The binary serves with only --listen and --upstream, logs each
 // connection as JSON without secrets, and exits 0 on SIGTERM.
 func TestBinaryServe(t *testing.T) {

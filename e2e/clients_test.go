@@ -31,10 +31,6 @@ import (
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
 )
 
-// psycopgPython is Debian's interpreter, the one python3-psycopg is
-// installed for (python3 on PATH may be a pyenv build without it).
-const psycopgPython = "/usr/bin/python3"
-
 // clientRun is what an external program did.
 type clientRun struct {
 	stdout, stderr string
@@ -111,28 +107,6 @@ func clientSCRAMDSN(p *testProxy, database string, kv ...string) string {
 	}, kv...)...)
 }
 
-// clientSuperConn is a direct superuser connection to the cluster (no ddlguard),
-// closed at test end.
-func clientSuperConn(t *testing.T, database string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := cluster.Connect(ctx, pgcluster.Superuser, database, "sslmode", "disable")
-	if err != nil {
-		t.Fatalf("direct superuser connection: %v", err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
-// clientWaitProxyIdle waits until ddlguard has no client connections left.
-func clientWaitProxyIdle(t *testing.T, p *testProxy) {
-	t.Helper()
-	eventually(t, 5*time.Second, "ddlguard to close every connection", func() bool {
-		return p.Server.ConnCount() == 0
-	})
-}
-
 func TestClientPsqlMultiStatement(t *testing.T) {
 	p := startProxy(t)
 	const script = "CREATE TEMP TABLE t(a int); INSERT INTO t VALUES (1),(2); SELECT sum(a) FROM t"
@@ -157,7 +131,7 @@ func TestClientPsqlMultiStatement(t *testing.T) {
 	if direct.code != 0 || direct.stdout != proxied.stdout {
 		t.Errorf("direct psql differs from psql through ddlguard:\ndirect: %s\nproxied: %s", direct, proxied)
 	}
-	clientWaitProxyIdle(t, p)
+	waitProxyIdle(t, p)
 }
 
 // psqlCopyFixture writes a deterministic tab-separated file of rows in COPY text
@@ -237,7 +211,7 @@ func TestClientPsqlCopyRoundTrip(t *testing.T) {
 	}
 	t.Logf("\\copy of %d rows (%.1f MiB) in and out through ddlguard in %s, sha256 %s",
 		rows, float64(inSize)/(1<<20), res.elapsed.Round(time.Millisecond), inSum[:16])
-	clientWaitProxyIdle(t, p)
+	waitProxyIdle(t, p)
 }
 
 func TestClientPsqlErrorStopsScript(t *testing.T) {
@@ -263,12 +237,12 @@ func TestClientPsqlErrorStopsScript(t *testing.T) {
 	if !strings.Contains(res.stderr, wantErr) {
 		t.Errorf("stderr lacks the server's error %q:\n%s", wantErr, res)
 	}
-	clientWaitProxyIdle(t, p)
+	waitProxyIdle(t, p)
 }
 
 func TestClientPsqlCtrlC(t *testing.T) {
 	p := startProxy(t)
-	super := clientSuperConn(t, "postgres")
+	super := superConn(t, "postgres")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -351,18 +325,8 @@ func TestClientPsqlCtrlC(t *testing.T) {
 
 	// The backend must have stopped sleeping (it told psql so); it is idle
 	// or already gone.
-	eventually(t, 2*time.Second, "the backend to stop running pg_sleep", func() bool {
-		var active bool
-		err := super.QueryRow(ctx, "SELECT state = 'active' FROM pg_stat_activity WHERE pid = $1", pid).Scan(&active)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return true
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		return !active
-	})
-	clientWaitProxyIdle(t, p)
+	waitBackendIdle(t, super, uint32(pid), 2*time.Second)
+	waitProxyIdle(t, p)
 	if !strings.Contains(p.Logs(), `"msg":"cancel request"`) || !strings.Contains(p.Logs(), `"known_key":true`) {
 		t.Errorf("ddlguard did not route the cancel request by a key it knew:\n%s", p.Logs())
 	}
@@ -409,7 +373,7 @@ func parsePgbenchOutput(t *testing.T, res clientRun) pgbenchSummary {
 
 func TestClientPgbench(t *testing.T) {
 	p := startProxy(t)
-	super := clientSuperConn(t, "postgres")
+	super := superConn(t, "postgres")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	const db = "bench"
@@ -430,11 +394,7 @@ func TestClientPgbench(t *testing.T) {
 	if init.code != 0 || !strings.Contains(init.stderr, "done in") {
 		t.Fatalf("pgbench -i through ddlguard failed:\n%s", init)
 	}
-	benchConn, err := cluster.Connect(ctx, pgcluster.Superuser, db, "sslmode", "disable")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer benchConn.Close(context.Background())
+	benchConn := superConn(t, db)
 	var accounts int64
 	if err := benchConn.QueryRow(ctx, "SELECT count(*) FROM pgbench_accounts").Scan(&accounts); err != nil {
 		t.Fatal(err)
@@ -497,7 +457,7 @@ func TestClientPgbench(t *testing.T) {
 		t.Logf("select-only throughput through ddlguard is %.0f%% of direct (ddlguard runs inside this test binary, "+
 			"with its build flags such as -race)", 100*tps[1]/tps[0])
 	}
-	clientWaitProxyIdle(t, p)
+	waitProxyIdle(t, p)
 }
 
 // psycopgScript exercises psycopg 3 through ddlguard and prints one JSON
@@ -705,5 +665,5 @@ func TestClientPsycopg(t *testing.T) {
 	if t.Failed() {
 		t.Logf("psycopg script output:\n%s", res)
 	}
-	clientWaitProxyIdle(t, p)
+	waitProxyIdle(t, p)
 }

@@ -272,21 +272,6 @@ func diffWantInOrder(lines, want []string) error {
 	return nil
 }
 
-// diffBackendGone waits until backend pid has left pg_stat_activity.
-func diffBackendGone(t *testing.T, super *pgx.Conn, pid uint32, via string) {
-	t.Helper()
-	if pid == 0 {
-		return
-	}
-	eventually(t, 5*time.Second, fmt.Sprintf("backend %d (%s) to exit after the conversation", pid, via), func() bool {
-		var n int
-		if err := super.QueryRow(context.Background(), "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int32(pid)).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n == 0
-	})
-}
-
 // diffEnv is what a differential test needs: ddlguard in front of the
 // cluster with upstream TLS off, a direct superuser connection to watch
 // backends, and a direct connection to send notifications from.
@@ -298,19 +283,11 @@ type diffEnv struct {
 
 func newDiffEnv(t *testing.T) *diffEnv {
 	t.Helper()
-	e := &diffEnv{p: startProxy(t, func(c *proxy.Config) { c.UpstreamTLSMode = proxy.UpstreamTLSDisable })}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var err error
-	if e.super, err = cluster.Connect(ctx, pgcluster.Superuser, "postgres", "sslmode", "disable"); err != nil {
-		t.Fatal(err)
+	return &diffEnv{
+		p:        startProxy(t, func(c *proxy.Config) { c.UpstreamTLSMode = proxy.UpstreamTLSDisable }),
+		super:    superConn(t, "postgres"),
+		notifier: connectDirect(t, cluster, pgcluster.RoleTrust, pgcluster.AppDatabase),
 	}
-	t.Cleanup(func() { e.super.Close(context.Background()) })
-	if e.notifier, err = cluster.Connect(ctx, pgcluster.RoleTrust, pgcluster.AppDatabase, "sslmode", "disable"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { e.notifier.Close(context.Background()) })
-	return e
 }
 
 // notify sends a notification from the second connection.
@@ -325,7 +302,7 @@ func (e *diffEnv) notify(w *diffWire, channel, payload string) {
 func (e *diffEnv) compare(t *testing.T, s diffScript) {
 	t.Helper()
 	direct, directPID := diffConverse(t, cluster.Addr(), s, nil)
-	diffBackendGone(t, e.super, directPID, "direct")
+	waitBackendGone(t, e.super, directPID, 5*time.Second)
 
 	var sessionSeen bool
 	proxied, proxiedPID := diffConverse(t, e.p.Addr(), s, func(pid uint32) {
@@ -334,8 +311,8 @@ func (e *diffEnv) compare(t *testing.T, s diffScript) {
 			sessionSeen = sessionSeen || sess.BackendPID() == pid
 		}
 	})
-	diffBackendGone(t, e.super, proxiedPID, "through ddlguard")
-	eventually(t, 5*time.Second, "ddlguard to drop the connection", func() bool { return e.p.Server.ConnCount() == 0 })
+	waitBackendGone(t, e.super, proxiedPID, 5*time.Second)
+	waitProxyIdle(t, e.p)
 	if proxiedPID != 0 && !sessionSeen {
 		t.Errorf("ddlguard has no session for backend pid %d", proxiedPID)
 	}

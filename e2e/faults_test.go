@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"strings"
@@ -17,52 +16,6 @@ import (
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
 	"github.com/ddlguard/ddlguard/proxy"
 )
-
-// rawSession is a pgproto3 client on a plain TCP connection (role app_trust,
-// no password), for sequences real drivers never send.
-type rawSession struct {
-	conn net.Conn
-	fe   *pgproto3.Frontend
-	pid  uint32
-}
-
-func dialRaw(t *testing.T, addr string) *rawSession {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	conn.SetDeadline(time.Now().Add(20 * time.Second))
-	return &rawSession{conn: conn, fe: pgproto3.NewFrontend(conn, conn)}
-}
-
-// startup logs in as app_trust and reads up to the first ReadyForQuery.
-func (r *rawSession) startup(t *testing.T, params map[string]string) {
-	t.Helper()
-	p := map[string]string{"user": pgcluster.RoleTrust, "database": "postgres"}
-	for k, v := range params {
-		p[k] = v
-	}
-	r.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: pgproto3.ProtocolVersion30, Parameters: p})
-	if err := r.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		msg, err := r.fe.Receive()
-		if err != nil {
-			t.Fatalf("startup: %v", err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.BackendKeyData:
-			r.pid = m.ProcessID
-		case *pgproto3.ErrorResponse:
-			t.Fatalf("startup failed: %s", m.Message)
-		case *pgproto3.ReadyForQuery:
-			return
-		}
-	}
-}
 
 // expectFatal reads until an ErrorResponse and then end of stream.
 func expectFatal(t *testing.T, conn net.Conn, code, contains string) {
@@ -86,49 +39,16 @@ func expectFatal(t *testing.T, conn net.Conn, code, contains string) {
 	}
 }
 
-func superConn(t *testing.T) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := cluster.Connect(ctx, pgcluster.Superuser, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(context.Background()) })
-	return c
-}
-
-func backendAlive(t *testing.T, super *pgx.Conn, pid uint32) bool {
-	t.Helper()
-	var n int
-	if err := super.QueryRow(context.Background(),
-		"SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int32(pid)).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n > 0
-}
-
-func waitActive(t *testing.T, super *pgx.Conn, pid uint32, query string) {
-	t.Helper()
-	eventually(t, 5*time.Second, "backend to run "+query, func() bool {
-		var n int
-		super.QueryRow(context.Background(),
-			"SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active' AND query = $2",
-			int32(pid), query).Scan(&n)
-		return n == 1
-	})
-}
-
 // A client that vanishes mid-statement leaves no backend behind: the
 // backend is cancelled and its socket closed at once (a backend sleeping or
 // waiting for a lock would not notice a closed socket by itself).
 func TestFaultClientKilledMidQuery(t *testing.T) {
 	p := startProxy(t)
-	super := superConn(t)
+	super := superConn(t, "postgres")
 	for _, how := range []string{"close", "reset", "execute without sync"} {
 		t.Run(how, func(t *testing.T) {
 			r := dialRaw(t, p.Addr())
-			r.startup(t, nil)
+			r.startup(t, pgproto3.ProtocolVersion30, nil)
 			const q = "SELECT pg_sleep(60)"
 			if how == "execute without sync" {
 				// Extended protocol with Flush instead of Sync: the backend
@@ -143,13 +63,15 @@ func TestFaultClientKilledMidQuery(t *testing.T) {
 			if err := r.fe.Flush(); err != nil {
 				t.Fatal(err)
 			}
-			waitActive(t, super, r.pid, q)
-			if how == "reset" {
-				r.conn.(*net.TCPConn).SetLinger(0)
+			if err := waitActive(context.Background(), super, r.pid, q); err != nil {
+				t.Fatal(err)
 			}
-			r.conn.Close()
+			if how == "reset" {
+				r.Conn.(*net.TCPConn).SetLinger(0)
+			}
+			r.Conn.Close()
 			gone := time.Now()
-			eventually(t, time.Second, "backend to exit", func() bool { return !backendAlive(t, super, r.pid) })
+			waitBackendGone(t, super, r.pid, time.Second)
 			t.Logf("backend %d gone %s after the client", r.pid, time.Since(gone).Round(time.Millisecond))
 		})
 	}
@@ -159,28 +81,19 @@ func TestFaultClientKilledMidQuery(t *testing.T) {
 // lock at once.
 func TestFaultClientGoneReleasesLocks(t *testing.T) {
 	p := startProxy(t)
-	super := superConn(t)
+	super := superConn(t, "postgres")
 	ctx := context.Background()
 	if _, err := super.Exec(ctx, "CREATE TABLE IF NOT EXISTS fault_locked(a int); GRANT ALL ON fault_locked TO PUBLIC"); err != nil {
 		t.Fatal(err)
 	}
 	r := dialRaw(t, p.Addr())
-	r.startup(t, nil)
+	r.startup(t, pgproto3.ProtocolVersion30, nil)
 	r.fe.Send(&pgproto3.Query{String: "BEGIN; LOCK TABLE fault_locked IN ACCESS EXCLUSIVE MODE"})
 	r.fe.Flush()
-	for {
-		msg, err := r.fe.Receive()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rfq, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			if rfq.TxStatus != 'T' {
-				t.Fatalf("tx status %c, want T", rfq.TxStatus)
-			}
-			break
-		}
+	if rfq, _ := rawReceive[*pgproto3.ReadyForQuery](t, r.fe); rfq.TxStatus != 'T' {
+		t.Fatalf("tx status %c, want T", rfq.TxStatus)
 	}
-	r.conn.Close()
+	r.Conn.Close()
 	eventually(t, time.Second, "lock to be released", func() bool {
 		var n int
 		super.QueryRow(ctx, "SELECT count(*) FROM pg_locks WHERE relation = 'fault_locked'::regclass").Scan(&n)
@@ -192,7 +105,7 @@ func TestFaultClientGoneReleasesLocks(t *testing.T) {
 // proxy keeps serving new connections.
 func TestFaultUpstreamBackendTerminated(t *testing.T) {
 	p := startProxy(t)
-	super := superConn(t)
+	super := superConn(t, "postgres")
 	ctx := context.Background()
 	conn := p.Connect(t, pgcluster.RoleSCRAM, "app", "channel_binding", "disable")
 	var pid int32
@@ -203,8 +116,7 @@ func TestFaultUpstreamBackendTerminated(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := conn.Exec(ctx, "SELECT 1")
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "57P01" {
+	if pe := pgErrorOf(err); pe == nil || pe.Code != "57P01" {
 		t.Fatalf("after pg_terminate_backend: got %v, want the server's FATAL 57P01", err)
 	}
 	other := p.Connect(t, pgcluster.RoleSCRAM, "app", "channel_binding", "disable")
@@ -246,25 +158,18 @@ func TestFaultUpstreamVanishes(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err = pgx.Connect(ctx, p.DSN(pgcluster.RoleTrust, "postgres", "sslmode", "disable"))
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "08006" || pgErr.Severity != "FATAL" {
+	if pe := pgErrorOf(err); pe == nil || pe.Code != "08006" || pe.Severity != "FATAL" {
 		t.Fatalf("got %v, want ddlguard's FATAL 08006", err)
 	}
 }
 
 func TestFaultUpstreamUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := freeAddr(t)
 	p := startProxy(t, func(c *proxy.Config) { c.Upstream = dead })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, err = pgx.Connect(ctx, p.DSN(pgcluster.RoleTrust, "postgres", "sslmode", "disable"))
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "08006" || !strings.Contains(pgErr.Message, "could not connect to the upstream server "+dead) {
+	_, err := pgx.Connect(ctx, p.DSN(pgcluster.RoleTrust, "postgres", "sslmode", "disable"))
+	if pe := pgErrorOf(err); pe == nil || pe.Code != "08006" || !strings.Contains(pe.Message, "could not connect to the upstream server "+dead) {
 		t.Fatalf("got %v, want FATAL 08006 naming the upstream", err)
 	}
 }
@@ -273,34 +178,34 @@ func TestFaultUpstreamUnreachable(t *testing.T) {
 // without affecting other connections.
 func TestFaultOversizedFrames(t *testing.T) {
 	p := startProxy(t, func(c *proxy.Config) { c.MaxMessageSize = 64 << 10 })
-	super := superConn(t)
+	super := superConn(t, "postgres")
 
 	t.Run("from client", func(t *testing.T) {
 		r := dialRaw(t, p.Addr())
-		r.startup(t, nil)
+		r.startup(t, pgproto3.ProtocolVersion30, nil)
 		r.fe.Send(&pgproto3.Query{String: "SELECT '" + strings.Repeat("x", 100<<10) + "'"})
 		r.fe.Flush()
-		expectFatal(t, r.conn, "08P01", "invalid message length")
-		eventually(t, time.Second, "backend to exit", func() bool { return !backendAlive(t, super, r.pid) })
+		expectFatal(t, r.Conn, "08P01", "invalid message length")
+		waitBackendGone(t, super, r.pid, time.Second)
 	})
 	t.Run("declared 2 GiB", func(t *testing.T) {
 		r := dialRaw(t, p.Addr())
-		r.startup(t, nil)
-		r.conn.Write([]byte{'Q', 0x7f, 0xff, 0xff, 0xff})
-		expectFatal(t, r.conn, "08P01", "invalid length")
+		r.startup(t, pgproto3.ProtocolVersion30, nil)
+		r.Conn.Write([]byte{'Q', 0x7f, 0xff, 0xff, 0xff})
+		expectFatal(t, r.Conn, "08P01", "invalid length")
 	})
 	t.Run("length below 4", func(t *testing.T) {
 		r := dialRaw(t, p.Addr())
-		r.startup(t, nil)
-		r.conn.Write([]byte{'Q', 0, 0, 0, 3})
-		expectFatal(t, r.conn, "08P01", "invalid length 3")
+		r.startup(t, pgproto3.ProtocolVersion30, nil)
+		r.Conn.Write([]byte{'Q', 0, 0, 0, 3})
+		expectFatal(t, r.Conn, "08P01", "invalid length 3")
 	})
 	t.Run("from upstream", func(t *testing.T) {
 		r := dialRaw(t, p.Addr())
-		r.startup(t, nil)
+		r.startup(t, pgproto3.ProtocolVersion30, nil)
 		r.fe.Send(&pgproto3.Query{String: "SELECT repeat('x', 100000)"})
 		r.fe.Flush()
-		expectFatal(t, r.conn, "08P01", "upstream sent")
+		expectFatal(t, r.Conn, "08P01", "upstream sent")
 	})
 	conn := p.Connect(t, pgcluster.RoleSCRAM, "app", "channel_binding", "disable")
 	if _, err := conn.Exec(context.Background(), "SELECT 1"); err != nil {
@@ -379,12 +284,12 @@ func TestFaultStartupRefusals(t *testing.T) {
 	t.Run("GSSENCRequest answered N", func(t *testing.T) {
 		r := dialRaw(t, p.Addr())
 		gss, _ := (&pgproto3.GSSEncRequest{}).Encode(nil)
-		r.conn.Write(gss)
+		r.Conn.Write(gss)
 		var b [1]byte
-		if _, err := io.ReadFull(r.conn, b[:]); err != nil || b[0] != 'N' {
+		if _, err := io.ReadFull(r.Conn, b[:]); err != nil || b[0] != 'N' {
 			t.Fatalf("GSSENCRequest answer %q, %v; want N", b[0], err)
 		}
-		r.startup(t, nil)
+		r.startup(t, pgproto3.ProtocolVersion30, nil)
 	})
 	conn := p.Connect(t, pgcluster.RoleSCRAM, "app", "channel_binding", "disable")
 	if _, err := conn.Exec(context.Background(), "SELECT 1"); err != nil {

@@ -4,16 +4,22 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
 	"github.com/ddlguard/ddlguard/proxy"
@@ -59,11 +65,32 @@ func (p *testProxy) DSN(user, database string, kv ...string) string {
 // Connect opens a pgx connection through the proxy, closed at test end.
 func (p *testProxy) Connect(t testing.TB, user, database string, kv ...string) *pgx.Conn {
 	t.Helper()
+	return connectDSN(t, "through ddlguard as "+user, p.DSN(user, database, kv...))
+}
+
+// connectDirect opens a plaintext pgx connection as user straight to c (not
+// through ddlguard), closed at test end.
+func connectDirect(t testing.TB, c *pgcluster.Cluster, user, database string) *pgx.Conn {
+	t.Helper()
+	return connectDSN(t, "directly as "+user, c.DSN(user, database, "sslmode", "disable"))
+}
+
+// superConn is a direct superuser connection to cluster (no ddlguard),
+// closed at test end.
+func superConn(t testing.TB, database string) *pgx.Conn {
+	t.Helper()
+	return connectDirect(t, cluster, pgcluster.Superuser, database)
+}
+
+// connectDSN opens a pgx connection to dsn, closed at test end; how says
+// which connection it is when it fails.
+func connectDSN(t testing.TB, how, dsn string) *pgx.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, p.DSN(user, database, kv...))
+	conn, err := pgx.Connect(ctx, dsn)
 	if err != nil {
-		t.Fatalf("connect through ddlguard as %s: %v", user, err)
+		t.Fatalf("connect %s: %v", how, err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
@@ -137,3 +164,288 @@ func eventually(t testing.TB, timeout time.Duration, what string, cond func() bo
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// freeAddr returns a 127.0.0.1 address no one listens on (at the moment).
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// psycopgPython is Debian's interpreter, the one python3-psycopg is
+// installed for (python3 on PATH may be a pyenv build without it).
+const psycopgPython = "/usr/bin/python3"
+
+// loadCertPool reads a PEM CA file into a fresh pool.
+func loadCertPool(t testing.TB, file string) *x509.CertPool {
+	t.Helper()
+	pem, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		t.Fatalf("no certificate in %s", file)
+	}
+	return pool
+}
+
+// withUpstreamTLS sets ddlguard's upstream TLS mode. caFile, when not empty,
+// becomes the root pool; serverName, when not empty, overrides the name
+// checked in verify-full.
+func withUpstreamTLS(t testing.TB, mode proxy.UpstreamTLSMode, caFile, serverName string) func(*proxy.Config) {
+	t.Helper()
+	var tc *tls.Config
+	if caFile != "" || serverName != "" {
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: serverName}
+		if caFile != "" {
+			tc.RootCAs = loadCertPool(t, caFile)
+		}
+	}
+	return func(c *proxy.Config) {
+		c.UpstreamTLSMode = mode
+		c.UpstreamTLS = tc
+	}
+}
+
+// pgErrorOf returns the server-style error inside err, or nil.
+func pgErrorOf(err error) *pgconn.PgError {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		return pe
+	}
+	return nil
+}
+
+// queryString runs a one-value query.
+func queryString(t testing.TB, conn *pgx.Conn, sql string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var s string
+	if err := conn.QueryRow(ctx, sql).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return s
+}
+
+// sessionByBackendPID finds the proxy session whose upstream backend is pid.
+func sessionByBackendPID(t testing.TB, p *testProxy, pid uint32) *proxy.Session {
+	t.Helper()
+	var pids []uint32
+	for _, s := range p.Server.Sessions() {
+		if s.BackendPID() == pid {
+			return s
+		}
+		pids = append(pids, s.BackendPID())
+	}
+	t.Fatalf("no ddlguard session with backend pid %d (sessions have %v)", pid, pids)
+	return nil
+}
+
+// waitProxyIdle waits until ddlguard has no client connections left.
+func waitProxyIdle(t testing.TB, p *testProxy) {
+	t.Helper()
+	eventually(t, 5*time.Second, "ddlguard to close every connection", func() bool {
+		return p.Server.ConnCount() == 0
+	})
+}
+
+// backendAlive reports whether pid is in pg_stat_activity, as seen by super
+// (a direct superuser connection).
+func backendAlive(t testing.TB, super *pgx.Conn, pid uint32) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var n int
+	if err := super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int64(pid)).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n > 0
+}
+
+// waitBackendGone waits until backend pid has left pg_stat_activity.
+func waitBackendGone(t testing.TB, super *pgx.Conn, pid uint32, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, fmt.Sprintf("backend %d to exit", pid), func() bool { return !backendAlive(t, super, pid) })
+}
+
+// waitBackendIdle waits until backend pid no longer runs a statement: it is
+// idle, or gone.
+func waitBackendIdle(t testing.TB, super *pgx.Conn, pid uint32, timeout time.Duration) {
+	t.Helper()
+	eventually(t, timeout, fmt.Sprintf("backend %d to stop running its statement", pid), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var state string
+		err := super.QueryRow(ctx, "SELECT coalesce(state, '') FROM pg_stat_activity WHERE pid = $1", int64(pid)).Scan(&state)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return true
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return state != "active"
+	})
+}
+
+// waitActive polls pg_stat_activity on super (a direct superuser
+// connection) until backend pid is running query, for at most 10 seconds.
+// It returns an error instead of failing the test, so that it can run on a
+// goroutine of its own while the test goroutine waits for the query.
+func waitActive(ctx context.Context, super *pgx.Conn, pid uint32, query string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var state, current string
+		err := super.QueryRow(ctx, "SELECT coalesce(state, ''), coalesce(query, '') FROM pg_stat_activity WHERE pid = $1", int64(pid)).Scan(&state, &current)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("pg_stat_activity for pid %d: %w", pid, err)
+		}
+		if state == "active" && current == query {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("backend %d never ran %q (state %q, query %q)", pid, query, state, current)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// rawConn is a pgproto3 client on a plain TCP connection, for sequences
+// real drivers never send. startup fills in what the server answered.
+type rawConn struct {
+	net.Conn
+	fe *pgproto3.Frontend
+
+	pid      uint32                             // from BackendKeyData
+	key      []byte                             // the cancel secret from BackendKeyData
+	params   map[string]string                  // ParameterStatus values
+	npv      *pgproto3.NegotiateProtocolVersion // nil unless the server sent one
+	txStatus byte                               // of the ReadyForQuery that ended startup
+	summary  []string                           // the startup messages, without per-session values
+}
+
+func newRawConn(conn net.Conn) *rawConn {
+	return &rawConn{Conn: conn, fe: pgproto3.NewFrontend(conn, conn)}
+}
+
+// dialRaw connects to addr without TLS. The connection has a 20-second
+// deadline and is closed at test end.
+func dialRaw(t testing.TB, addr string) *rawConn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	return newRawConn(conn)
+}
+
+// startup logs in with a StartupMessage of version and reads the answer up
+// to the first ReadyForQuery. params are added to (or replace) user
+// app_trust and database postgres; only trust authentication is expected.
+func (r *rawConn) startup(t testing.TB, version uint32, params map[string]string) {
+	t.Helper()
+	if err := r.handshake(version, params); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// handshake is startup for callers that cannot fail the test themselves.
+func (r *rawConn) handshake(version uint32, params map[string]string) error {
+	p := map[string]string{"user": pgcluster.RoleTrust, "database": "postgres"}
+	maps.Copy(p, params)
+	r.params = map[string]string{}
+	r.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: version, Parameters: p})
+	if err := r.fe.Flush(); err != nil {
+		return fmt.Errorf("startup with %s to %s: %w", protocolString(version), r.RemoteAddr(), err)
+	}
+	for {
+		msg, err := r.fe.Receive()
+		if err != nil {
+			return fmt.Errorf("startup with %s to %s after %v: %w", protocolString(version), r.RemoteAddr(), r.summary, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.NegotiateProtocolVersion:
+			r.npv = &pgproto3.NegotiateProtocolVersion{
+				NewestMinorProtocol: m.NewestMinorProtocol,
+				UnrecognizedOptions: slices.Clone(m.UnrecognizedOptions),
+			}
+			r.summary = append(r.summary, "NegotiateProtocolVersion")
+		case *pgproto3.AuthenticationOk:
+			r.summary = append(r.summary, "AuthenticationOk")
+		case *pgproto3.ParameterStatus:
+			r.params[m.Name] = m.Value
+			r.summary = append(r.summary, "ParameterStatus "+m.Name+"="+m.Value)
+		case *pgproto3.BackendKeyData:
+			r.pid, r.key = m.ProcessID, slices.Clone(m.SecretKey)
+			r.summary = append(r.summary, fmt.Sprintf("BackendKeyData (%d-byte key)", len(m.SecretKey)))
+		case *pgproto3.NoticeResponse:
+			r.summary = append(r.summary, "Notice "+m.Code+" "+m.Message)
+		case *pgproto3.ReadyForQuery:
+			r.txStatus = m.TxStatus
+			r.summary = append(r.summary, "ReadyForQuery "+string(m.TxStatus))
+			return nil
+		case *pgproto3.ErrorResponse:
+			return fmt.Errorf("startup with %s to %s: %s %s: %s", protocolString(version), r.RemoteAddr(), m.Severity, m.Code, m.Message)
+		default:
+			return fmt.Errorf("startup with %s to %s: unexpected %T", protocolString(version), r.RemoteAddr(), msg)
+		}
+	}
+}
+
+// simpleQuery runs sql and returns the first column of each row as text.
+func (rc *rawConn) simpleQuery(t testing.TB, sql string) []string {
+	t.Helper()
+	rc.SetDeadline(time.Now().Add(10 * time.Second))
+	defer rc.SetDeadline(time.Time{})
+	rc.fe.SendQuery(&pgproto3.Query{String: sql})
+	if err := rc.fe.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var rows []string
+	for {
+		msg, err := rc.fe.Receive()
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		switch m := msg.(type) {
+		case *pgproto3.DataRow:
+			if len(m.Values) > 0 {
+				rows = append(rows, string(m.Values[0]))
+			}
+		case *pgproto3.ErrorResponse:
+			t.Fatalf("%s: %s %s", sql, m.Code, m.Message)
+		case *pgproto3.ReadyForQuery:
+			return rows
+		}
+	}
+}
+
+// rawReceive reads backend messages until one of type T arrives, failing on
+// an ErrorResponse. Other messages are returned in order for inspection.
+func rawReceive[T pgproto3.BackendMessage](t testing.TB, fe *pgproto3.Frontend) (T, []pgproto3.BackendMessage) {
+	t.Helper()
+	var seen []pgproto3.BackendMessage
+	for {
+		msg, err := fe.Receive()
+		if err != nil {
+			t.Fatalf("receive: %v", err)
+		}
+		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
+			t.Fatalf("server error: %s %s %s", e.Severity, e.Code, e.Message)
+		}
+		if m, ok := msg.(T); ok {
+			return m, seen
+		}
+		seen = append(seen, msg)
+	}
+}
+
+// protocolString shows a protocol version as major.minor.
+func protocolString(v uint32) string { return fmt.Sprintf("%d.%d", v>>16, v&0xffff) }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -119,11 +118,7 @@ func TestPG18(t *testing.T) {
 	defer cancel()
 
 	// admin watches the server directly (not through ddlguard).
-	admin, err := c.Connect(ctx, pgcluster.Superuser, "postgres", "sslmode", "disable")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(context.Background())
+	admin := connectDirect(t, c, pgcluster.Superuser, "postgres")
 
 	t.Run("Layout", func(t *testing.T) {
 		// The npm tree carries its own libpq and ICU next to bin.
@@ -181,7 +176,7 @@ func testPG18PgxCancel(t *testing.T, ctx context.Context, p *testProxy, admin *p
 	}
 	sess := pg18Session(t, p, pid)
 	if sess.ProtocolVersion != pg18Proto32 {
-		t.Errorf("ddlguard session asked for protocol %s, want 3.2", pg18Proto(sess.ProtocolVersion))
+		t.Errorf("ddlguard session asked for protocol %s, want 3.2", protocolString(sess.ProtocolVersion))
 	}
 	if !sess.TLS {
 		t.Errorf("client leg is not TLS despite sslmode=require")
@@ -192,7 +187,7 @@ func testPG18PgxCancel(t *testing.T, ctx context.Context, p *testProxy, admin *p
 	var cancelledAt time.Time
 	watchDone := make(chan error, 1)
 	go func() {
-		err := pg18WaitActive(ctx, admin, pid, pg18SleepQuery)
+		err := waitActive(ctx, admin, pid, pg18SleepQuery)
 		cancelledAt = time.Now()
 		qcancel()
 		watchDone <- err
@@ -202,8 +197,8 @@ func testPG18PgxCancel(t *testing.T, ctx context.Context, p *testProxy, admin *p
 		t.Fatal(werr)
 	}
 	took := time.Since(cancelledAt)
-	if code := pg18SQLState(err); code != pg18QueryCanceled {
-		t.Fatalf("pg_sleep after context cancel: err %v (SQLSTATE %q), want %s", err, code, pg18QueryCanceled)
+	if pe := pgErrorOf(err); pe == nil || pe.Code != pg18QueryCanceled {
+		t.Fatalf("pg_sleep after context cancel: err %v, want SQLSTATE %s", err, pg18QueryCanceled)
 	}
 	if took > 2*time.Second {
 		t.Errorf("cancel took %s, want < 2s", took)
@@ -224,10 +219,10 @@ func testPG18PgxCancel(t *testing.T, ctx context.Context, p *testProxy, admin *p
 // ddlguard's port, cancels the session's pg_sleep, while the same request
 // with a wrong or truncated (3.0-sized) key does not.
 func testPG18RawCancel(t *testing.T, ctx context.Context, p *testProxy, admin *pgx.Conn) {
-	rc := pg18Startup(t, p.Addr(), pg18Proto32, map[string]string{
+	rc := dialRaw(t, p.Addr())
+	rc.startup(t, pg18Proto32, map[string]string{
 		"user": pgcluster.RoleTrust, "database": pgcluster.AppDatabase, "application_name": "pg18-raw",
 	})
-	defer rc.Close()
 	if rc.npv != nil {
 		t.Errorf("NegotiateProtocolVersion for 3.2 from PostgreSQL 18: %+v", *rc.npv)
 	}
@@ -238,14 +233,14 @@ func testPG18RawCancel(t *testing.T, ctx context.Context, p *testProxy, admin *p
 		t.Errorf("server_version %q", rc.params["server_version"])
 	}
 	if s := pg18Session(t, p, rc.pid); s.ProtocolVersion != pg18Proto32 || s.ApplicationName != "pg18-raw" {
-		t.Errorf("ddlguard session: protocol %s, application_name %q", pg18Proto(s.ProtocolVersion), s.ApplicationName)
+		t.Errorf("ddlguard session: protocol %s, application_name %q", protocolString(s.ProtocolVersion), s.ApplicationName)
 	}
 
 	rc.fe.SendQuery(&pgproto3.Query{String: pg18SleepQuery})
 	if err := rc.fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := pg18WaitActive(ctx, admin, rc.pid, pg18SleepQuery); err != nil {
+	if err := waitActive(ctx, admin, rc.pid, pg18SleepQuery); err != nil {
 		t.Fatal(err)
 	}
 
@@ -300,7 +295,8 @@ func testPG18RawCancel(t *testing.T, ctx context.Context, p *testProxy, admin *p
 // leaves ddlguard to cancel the statement with the session's 32-byte key (a
 // busy backend would not notice the closed socket for 30 seconds).
 func testPG18Departed(t *testing.T, ctx context.Context, p *testProxy, admin *pgx.Conn) {
-	rc := pg18Startup(t, p.Addr(), pg18Proto32, map[string]string{
+	rc := dialRaw(t, p.Addr())
+	rc.startup(t, pg18Proto32, map[string]string{
 		"user": pgcluster.RoleTrust, "database": pgcluster.AppDatabase, "application_name": "pg18-departed",
 	})
 	if len(rc.key) != pg18KeyLen {
@@ -310,16 +306,12 @@ func testPG18Departed(t *testing.T, ctx context.Context, p *testProxy, admin *pg
 	if err := rc.fe.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if err := pg18WaitActive(ctx, admin, rc.pid, pg18SleepQuery); err != nil {
+	if err := waitActive(ctx, admin, rc.pid, pg18SleepQuery); err != nil {
 		t.Fatal(err)
 	}
 	begin := time.Now()
 	rc.Close()
-	var state string
-	eventually(t, 2*time.Second, fmt.Sprintf("backend %d to stop running pg_sleep after its client left", rc.pid), func() bool {
-		err := admin.QueryRow(ctx, "SELECT coalesce(state, '') FROM pg_stat_activity WHERE pid = $1", rc.pid).Scan(&state)
-		return errors.Is(err, pgx.ErrNoRows) || (err == nil && state != "active")
-	})
+	waitBackendIdle(t, admin, rc.pid, 2*time.Second)
 	t.Logf("client gone -> backend stopped in %s", time.Since(begin).Round(time.Millisecond))
 }
 
@@ -335,14 +327,15 @@ func testPG18Negotiate(t *testing.T, c *pgcluster.Cluster, p *testProxy) {
 	}
 	summaries := map[string][]string{}
 	for _, via := range []struct{ name, addr string }{{"direct", c.Addr()}, {"ddlguard", p.Addr()}} {
-		rc := pg18Startup(t, via.addr, pg18Proto39999, params)
+		rc := dialRaw(t, via.addr)
+		rc.startup(t, pg18Proto39999, params)
 		if rc.npv == nil {
 			t.Fatalf("%s: no NegotiateProtocolVersion for protocol 3.9999; got %v", via.name, rc.summary)
 		}
 		// The field is documented as the newest minor version, but the
 		// server sends its whole version number (3<<16 | 2); accept both.
 		if got := rc.npv.NewestMinorProtocol; got&0xffff != 2 || (got>>16 != 0 && got>>16 != 3) {
-			t.Errorf("%s: NegotiateProtocolVersion names %s (raw %d), want minor 2", via.name, pg18Proto(got), got)
+			t.Errorf("%s: NegotiateProtocolVersion names %s (raw %d), want minor 2", via.name, protocolString(got), got)
 		}
 		if !slices.Equal(rc.npv.UnrecognizedOptions, []string{"_pq_.test_protocol_negotiation"}) {
 			t.Errorf("%s: unrecognized options %q, want [_pq_.test_protocol_negotiation]", via.name, rc.npv.UnrecognizedOptions)
@@ -390,13 +383,12 @@ conn.close()
 // psycopg, connects through ddlguard with max_protocol_version=3.2, and
 // SIGINT (Ctrl-C) cancels pg_sleep(30) within 1s.
 func testPG18Libpq(t *testing.T, ctx context.Context, c *pgcluster.Cluster, p *testProxy, admin *pgx.Conn) {
-	const python = "/usr/bin/python3"
 	if c.LibDir == "" {
 		t.Fatalf("no LibDir with libpq 18 next to %s", c.BinDir)
 	}
 	pctx, pcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer pcancel()
-	cmd := exec.CommandContext(pctx, python, "-c", pg18CtrlCScript)
+	cmd := exec.CommandContext(pctx, psycopgPython, "-c", pg18CtrlCScript)
 	env := []string{
 		"DSN=" + p.DSN(pgcluster.RoleTrust, pgcluster.AppDatabase, "max_protocol_version", "3.2"),
 		"LD_LIBRARY_PATH=" + c.LibDir,
@@ -462,9 +454,9 @@ func testPG18Libpq(t *testing.T, ctx context.Context, c *pgcluster.Cluster, p *t
 		t.Fatalf("pid %q: %v", pidText, err)
 	}
 	if s := pg18Session(t, p, uint32(pid)); s.ProtocolVersion != pg18Proto32 {
-		t.Errorf("libpq 18 with max_protocol_version=3.2 asked for %s", pg18Proto(s.ProtocolVersion))
+		t.Errorf("libpq 18 with max_protocol_version=3.2 asked for %s", protocolString(s.ProtocolVersion))
 	}
-	if err := pg18WaitActive(ctx, admin, uint32(pid), pg18SleepQuery); err != nil {
+	if err := waitActive(ctx, admin, uint32(pid), pg18SleepQuery); err != nil {
 		t.Fatal(err)
 	}
 	begin := time.Now()
@@ -484,98 +476,6 @@ func testPG18Libpq(t *testing.T, ctx context.Context, c *pgcluster.Cluster, p *t
 	waited = true
 	if err != nil {
 		t.Fatalf("python: %v; stderr:\n%s", err, stderr.String())
-	}
-}
-
-// pg18Conn is a plaintext protocol connection opened by pg18Startup.
-type pg18Conn struct {
-	net.Conn
-	fe      *pgproto3.Frontend
-	npv     *pgproto3.NegotiateProtocolVersion
-	pid     uint32
-	key     []byte
-	params  map[string]string
-	summary []string // the startup messages, described without per-session values
-}
-
-// pg18Startup sends a StartupMessage (no SSLRequest) with version and params
-// to addr and reads the answer up to the first ReadyForQuery. Only trust
-// authentication is expected.
-func pg18Startup(t *testing.T, addr string, version uint32, params map[string]string) *pg18Conn {
-	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := &pg18Conn{Conn: conn, fe: pgproto3.NewFrontend(conn, conn), params: map[string]string{}}
-	conn.SetDeadline(time.Now().Add(10 * time.Second))
-	rc.fe.Send(&pgproto3.StartupMessage{ProtocolVersion: version, Parameters: params})
-	if err := rc.fe.Flush(); err != nil {
-		conn.Close()
-		t.Fatal(err)
-	}
-	for {
-		msg, err := rc.fe.Receive()
-		if err != nil {
-			conn.Close()
-			t.Fatalf("startup with %s to %s after %v: %v", pg18Proto(version), addr, rc.summary, err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.NegotiateProtocolVersion:
-			rc.npv = &pgproto3.NegotiateProtocolVersion{
-				NewestMinorProtocol: m.NewestMinorProtocol,
-				UnrecognizedOptions: slices.Clone(m.UnrecognizedOptions),
-			}
-			rc.summary = append(rc.summary, "NegotiateProtocolVersion")
-		case *pgproto3.AuthenticationOk:
-			rc.summary = append(rc.summary, "AuthenticationOk")
-		case *pgproto3.ParameterStatus:
-			rc.params[m.Name] = m.Value
-			rc.summary = append(rc.summary, "ParameterStatus "+m.Name+"="+m.Value)
-		case *pgproto3.BackendKeyData:
-			rc.pid, rc.key = m.ProcessID, slices.Clone(m.SecretKey)
-			rc.summary = append(rc.summary, fmt.Sprintf("BackendKeyData (%d-byte key)", len(m.SecretKey)))
-		case *pgproto3.NoticeResponse:
-			rc.summary = append(rc.summary, "Notice "+m.Code+" "+m.Message)
-		case *pgproto3.ReadyForQuery:
-			rc.summary = append(rc.summary, "ReadyForQuery "+string(m.TxStatus))
-			conn.SetDeadline(time.Time{})
-			return rc
-		case *pgproto3.ErrorResponse:
-			conn.Close()
-			t.Fatalf("startup with %s to %s: %s %s: %s", pg18Proto(version), addr, m.Severity, m.Code, m.Message)
-		default:
-			conn.Close()
-			t.Fatalf("startup with %s to %s: unexpected %T", pg18Proto(version), addr, msg)
-		}
-	}
-}
-
-// simpleQuery runs sql and returns the first column of each row as text.
-func (rc *pg18Conn) simpleQuery(t *testing.T, sql string) []string {
-	t.Helper()
-	rc.SetDeadline(time.Now().Add(10 * time.Second))
-	defer rc.SetDeadline(time.Time{})
-	rc.fe.SendQuery(&pgproto3.Query{String: sql})
-	if err := rc.fe.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	var rows []string
-	for {
-		msg, err := rc.fe.Receive()
-		if err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-		switch m := msg.(type) {
-		case *pgproto3.DataRow:
-			if len(m.Values) > 0 {
-				rows = append(rows, string(m.Values[0]))
-			}
-		case *pgproto3.ErrorResponse:
-			t.Fatalf("%s: %s %s", sql, m.Code, m.Message)
-		case *pgproto3.ReadyForQuery:
-			return rows
-		}
 	}
 }
 
@@ -603,25 +503,6 @@ func pg18SendCancel(t *testing.T, addr string, pid uint32, key []byte) {
 	}
 }
 
-// pg18WaitActive polls pg_stat_activity until backend pid is running query.
-func pg18WaitActive(ctx context.Context, admin *pgx.Conn, pid uint32, query string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var state, current string
-		err := admin.QueryRow(ctx, "SELECT coalesce(state, ''), coalesce(query, '') FROM pg_stat_activity WHERE pid = $1", pid).Scan(&state, &current)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("pg_stat_activity for pid %d: %w", pid, err)
-		}
-		if state == "active" && current == query {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("backend %d never ran %q (state %q, query %q)", pid, query, state, current)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // pg18Session returns ddlguard's session whose backend is pid.
 func pg18Session(t *testing.T, p *testProxy, pid uint32) *proxy.Session {
 	t.Helper()
@@ -636,14 +517,4 @@ func pg18Session(t *testing.T, p *testProxy, pid uint32) *proxy.Session {
 		return false
 	})
 	return found
-}
-
-func pg18Proto(v uint32) string { return fmt.Sprintf("%d.%d", v>>16, v&0xffff) }
-
-func pg18SQLState(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
 }

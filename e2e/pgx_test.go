@@ -568,60 +568,21 @@ func TestPgxLargeValues(t *testing.T) {
 	checkIdle(t, s)
 }
 
-// rawReceive reads backend messages until one of type T arrives, failing on
-// an ErrorResponse. Other messages are returned in order for inspection.
-func rawReceive[T pgproto3.BackendMessage](t testing.TB, fe *pgproto3.Frontend) (T, []pgproto3.BackendMessage) {
-	t.Helper()
-	var seen []pgproto3.BackendMessage
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			t.Fatalf("receive: %v", err)
-		}
-		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
-			t.Fatalf("server error: %s %s %s", e.Severity, e.Code, e.Message)
-		}
-		if m, ok := msg.(T); ok {
-			return m, seen
-		}
-		seen = append(seen, msg)
-	}
-}
-
 // TestPgxFunctionCall uses the function call sub-protocol over a raw
 // pgproto3 connection through ddlguard.
 func TestPgxFunctionCall(t *testing.T) {
 	t.Parallel()
 	p := startProxy(t)
-	nc, err := net.DialTimeout("tcp", p.Addr(), 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
+	rc := dialRaw(t, p.Addr())
+	rc.startup(t, pgproto3.ProtocolVersion30, map[string]string{"database": pgcluster.AppDatabase, "application_name": "fastpath"})
+	if rc.txStatus != 'I' {
+		t.Fatalf("startup ended with status %q", rc.txStatus)
 	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(15 * time.Second))
-	fe := pgproto3.NewFrontend(nc, nc)
-
-	fe.Send(&pgproto3.StartupMessage{
-		ProtocolVersion: pgproto3.ProtocolVersion30,
-		Parameters:      map[string]string{"user": pgcluster.RoleTrust, "database": pgcluster.AppDatabase, "application_name": "fastpath"},
-	})
-	if err := fe.Flush(); err != nil {
-		t.Fatal(err)
+	if rc.pid == 0 {
+		t.Fatalf("no BackendKeyData among the startup messages %v", rc.summary)
 	}
-	rfq, startup := rawReceive[*pgproto3.ReadyForQuery](t, fe)
-	if rfq.TxStatus != 'I' {
-		t.Fatalf("startup ended with status %q", rfq.TxStatus)
-	}
-	var pid uint32
-	for _, m := range startup {
-		if k, ok := m.(*pgproto3.BackendKeyData); ok {
-			pid = k.ProcessID
-		}
-	}
-	if pid == 0 {
-		t.Fatalf("no BackendKeyData among %d startup messages", len(startup))
-	}
-	s := sessionByBackendPID(t, p, pid)
+	fe := rc.fe
+	s := sessionByBackendPID(t, p, rc.pid)
 	if s.TLS || s.ApplicationName != "fastpath" {
 		t.Fatalf("session TLS=%v application_name=%q", s.TLS, s.ApplicationName)
 	}
@@ -675,7 +636,7 @@ func TestPgxFunctionCall(t *testing.T) {
 	}
 	// ddlguard and the backend hang up. (That nothing at all arrives first
 	// is TestPgxTerminateNoSpuriousFatal's business.)
-	if _, err := io.ReadAll(nc); err != nil {
+	if _, err := io.ReadAll(rc); err != nil {
 		t.Fatalf("connection not closed after Terminate: %v", err)
 	}
 }
@@ -719,30 +680,6 @@ func TestPgxTxStatus(t *testing.T) {
 			t.Fatalf("after %q: session busy", step.sql)
 		}
 	}
-}
-
-// backendExists reports whether pid is in pg_stat_activity, asked directly
-// of the server as the superuser.
-func backendExists(t testing.TB, super *pgx.Conn, pid uint32) bool {
-	t.Helper()
-	var n int
-	ctx := testContext(t, 5*time.Second)
-	if err := super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", int64(pid)).Scan(&n); err != nil {
-		t.Fatal(err)
-	}
-	return n > 0
-}
-
-// directSuperuser connects to the server directly, not through ddlguard.
-func directSuperuser(t testing.TB) *pgx.Conn {
-	t.Helper()
-	ctx := testContext(t, 10*time.Second)
-	super, err := cluster.Connect(ctx, pgcluster.Superuser, "postgres")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { super.Close(context.Background()) })
-	return super
 }
 
 // TestPgxCancel cancels a running statement through a cancelled context.
@@ -804,7 +741,7 @@ func TestPgxCancel(t *testing.T) {
 		p, kv := startPgxProxy(t, plaintextLegs)
 		conn := p.Connect(t, pgcluster.RoleSCRAM, pgcluster.AppDatabase, kv...)
 		pid := conn.PgConn().PID()
-		super := directSuperuser(t)
+		super := superConn(t, "postgres")
 
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
@@ -820,8 +757,8 @@ func TestPgxCancel(t *testing.T) {
 		if !conn.IsClosed() {
 			t.Fatal("pgx kept the connection open after a deadline-interrupted query")
 		}
-		eventually(t, 5*time.Second, "the backend to end", func() bool { return !backendExists(t, super, pid) })
-		eventually(t, 5*time.Second, "ddlguard to drop the connection", func() bool { return p.Server.ConnCount() == 0 })
+		waitBackendGone(t, super, pid, 5*time.Second)
+		waitProxyIdle(t, p)
 	})
 }
 
@@ -830,21 +767,21 @@ func TestPgxCancel(t *testing.T) {
 func TestPgxTerminate(t *testing.T) {
 	t.Parallel()
 	p, kv := startPgxProxy(t, plaintextLegs)
-	super := directSuperuser(t)
+	super := superConn(t, "postgres")
 	ctx := testContext(t, 10*time.Second)
 	conn, err := pgx.Connect(ctx, p.DSN(pgcluster.RoleSCRAM, pgcluster.AppDatabase, kv...))
 	if err != nil {
 		t.Fatal(err)
 	}
 	pid := conn.PgConn().PID()
-	if p.Server.ConnCount() != 1 || !backendExists(t, super, pid) {
-		t.Fatalf("before Close: %d ddlguard connections, backend %d exists %v", p.Server.ConnCount(), pid, backendExists(t, super, pid))
+	if p.Server.ConnCount() != 1 || !backendAlive(t, super, pid) {
+		t.Fatalf("before Close: %d ddlguard connections, backend %d exists %v", p.Server.ConnCount(), pid, backendAlive(t, super, pid))
 	}
 	if err := conn.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "ddlguard's connection count to drop to 0", func() bool { return p.Server.ConnCount() == 0 })
-	eventually(t, 5*time.Second, "the backend to leave pg_stat_activity", func() bool { return !backendExists(t, super, pid) })
+	waitProxyIdle(t, p)
+	waitBackendGone(t, super, pid, 5*time.Second)
 	if len(p.Server.Sessions()) != 0 {
 		t.Fatal("a session outlived its connection")
 	}
@@ -882,7 +819,7 @@ func TestPgxTerminateNoSpuriousFatal(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	eventually(t, 5*time.Second, "ddlguard's connection count to drop to 0", func() bool { return p.Server.ConnCount() == 0 })
+	waitProxyIdle(t, p)
 
 	closes, wrong := 0, 0
 	var example string
@@ -916,28 +853,12 @@ func terminateRaw(addr string) ([]byte, error) {
 	}
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	fe := pgproto3.NewFrontend(nc, nc)
-	fe.Send(&pgproto3.StartupMessage{
-		ProtocolVersion: pgproto3.ProtocolVersion30,
-		Parameters:      map[string]string{"user": pgcluster.RoleTrust, "database": pgcluster.AppDatabase},
-	})
-	if err := fe.Flush(); err != nil {
+	rc := newRawConn(nc)
+	if err := rc.handshake(pgproto3.ProtocolVersion30, map[string]string{"database": pgcluster.AppDatabase}); err != nil {
 		return nil, err
 	}
-	for {
-		msg, err := fe.Receive()
-		if err != nil {
-			return nil, fmt.Errorf("startup: %w", err)
-		}
-		if e, ok := msg.(*pgproto3.ErrorResponse); ok {
-			return nil, fmt.Errorf("startup: %s %s", e.Code, e.Message)
-		}
-		if _, ok := msg.(*pgproto3.ReadyForQuery); ok {
-			break
-		}
-	}
-	fe.Send(&pgproto3.Terminate{})
-	if err := fe.Flush(); err != nil {
+	rc.fe.Send(&pgproto3.Terminate{})
+	if err := rc.fe.Flush(); err != nil {
 		return nil, err
 	}
 	rest, err := io.ReadAll(nc)

@@ -2,12 +2,10 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
 )
@@ -35,8 +33,7 @@ func TestStartupParametersRelayed(t *testing.T) {
 	}
 
 	_, err = pgx.Connect(ctx, p.DSN(pgcluster.RoleSCRAM, "app", "sslmode", "disable", "no_such_setting", "1"))
-	var pgErr *pgconn.PgError
-	if !errors.As(err, &pgErr) || pgErr.Code != "42704" || pgErr.Severity != "FATAL" {
+	if pe := pgErrorOf(err); pe == nil || pe.Code != "42704" || pe.Severity != "FATAL" {
 		t.Fatalf("unknown startup parameter: got %v, want the server's FATAL 42704", err)
 	}
 }
