@@ -324,3 +324,29 @@ func TestFaultReplicationAllowed(t *testing.T) {
 		t.Fatalf("IDENTIFY_SYSTEM through ddlguard: %v %v", rows, err)
 	}
 }
+
+// The acceptance case as a user meets it: a psql process killed with SIGKILL
+// while its `SELECT pg_sleep(60)` runs leaves no backend one second later.
+func TestFaultPsqlKilledMidQuery(t *testing.T) {
+	p := startProxy(t)
+	super := superConn(t, "postgres")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const app = "fault-psql-killed"
+	cmd := clientProgramCmd(ctx, cluster.Psql(), psqlClientArgs(
+		p.DSN(pgcluster.RoleSCRAM, "app", "sslmode", "disable", "application_name", app),
+		"-c", "SELECT pg_sleep(60)")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var pid int32
+	eventually(t, 10*time.Second, "psql's backend to run pg_sleep", func() bool {
+		return super.QueryRow(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE application_name = $1 AND state = 'active' AND query = 'SELECT pg_sleep(60)'`, app).Scan(&pid) == nil
+	})
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	waitBackendGone(t, super, uint32(pid), time.Second)
+}
