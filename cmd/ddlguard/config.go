@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ddlguard/ddlguard/guard"
 	"github.com/ddlguard/ddlguard/proxy"
 )
 
@@ -32,6 +33,31 @@ type Config struct {
 	ClientTLS        ClientTLS     `yaml:"client_tls"`
 	UpstreamTLS      UpstreamTLS   `yaml:"upstream_tls"`
 	Log              LogConfig     `yaml:"log"`
+	Guard            GuardConfig   `yaml:"guard"`
+}
+
+// GuardConfig is the guard's section: how statements are decided.
+type GuardConfig struct {
+	LockTimeout         time.Duration               `yaml:"lock_timeout"`
+	SmallTableBytes     ByteSize                    `yaml:"small_table_bytes"`
+	Rules               map[string]RuleSettings     `yaml:"rules"`
+	Databases           map[string]OverrideSettings `yaml:"databases"`
+	Roles               map[string]OverrideSettings `yaml:"roles"`
+	InlineOverrideRoles []string                    `yaml:"inline_override_roles"`
+}
+
+// RuleSettings configures one rule.
+type RuleSettings struct {
+	Mode        string        `yaml:"mode"`
+	Rewrite     *bool         `yaml:"rewrite"`
+	LockTimeout time.Duration `yaml:"lock_timeout"`
+}
+
+// OverrideSettings configures a database or role.
+type OverrideSettings struct {
+	LockTimeout     time.Duration           `yaml:"lock_timeout"`
+	SmallTableBytes *ByteSize               `yaml:"small_table_bytes"`
+	Rules           map[string]RuleSettings `yaml:"rules"`
 }
 
 // ClientTLS is TLS toward clients, with ddlguard's own certificate.
@@ -68,7 +94,75 @@ func defaultConfig() Config {
 		MaxMessageSize: proxy.DefaultMaxMessageSize,
 		UpstreamTLS:    UpstreamTLS{Mode: string(proxy.UpstreamTLSPrefer)},
 		Log:            LogConfig{Format: "text", Level: "info"},
+		Guard: GuardConfig{
+			LockTimeout:     guard.DefaultLockTimeout,
+			SmallTableBytes: guard.DefaultSmallTableBytes,
+		},
 	}
+}
+
+// guardConfig resolves the guard section; errors name the field.
+func (cfg Config) guardConfig() (guard.Config, error) {
+	gc := guard.DefaultConfig()
+	g := cfg.Guard
+	gc.LockTimeout = g.LockTimeout
+	gc.SmallTableBytes = int64(g.SmallTableBytes)
+	gc.InlineOverrideRoles = g.InlineOverrideRoles
+	var err error
+	if gc.Rules, err = ruleConfigs("guard.rules", g.Rules); err != nil {
+		return gc, err
+	}
+	overrides := func(path string, in map[string]OverrideSettings) (map[string]guard.Override, error) {
+		if len(in) == 0 {
+			return nil, nil
+		}
+		out := make(map[string]guard.Override, len(in))
+		for name, o := range in {
+			rules, err := ruleConfigs(path+"."+name+".rules", o.Rules)
+			if err != nil {
+				return nil, err
+			}
+			ov := guard.Override{Rules: rules, LockTimeout: o.LockTimeout}
+			if o.SmallTableBytes != nil {
+				n := int64(*o.SmallTableBytes)
+				ov.SmallTableBytes = &n
+			}
+			out[name] = ov
+		}
+		return out, nil
+	}
+	if gc.Databases, err = overrides("guard.databases", g.Databases); err != nil {
+		return gc, err
+	}
+	if gc.Roles, err = overrides("guard.roles", g.Roles); err != nil {
+		return gc, err
+	}
+	if err := gc.Validate(); err != nil {
+		return gc, configErrorf("guard.%v", err)
+	}
+	return gc, nil
+}
+
+func ruleConfigs(path string, in map[string]RuleSettings) (map[string]guard.RuleConfig, error) {
+	if len(in) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]guard.RuleConfig, len(in))
+	for id, rs := range in {
+		rc := guard.RuleConfig{LockTimeout: rs.LockTimeout}
+		if rs.Mode != "" {
+			m, err := guard.ParseMode(rs.Mode)
+			if err != nil {
+				return nil, configErrorf("%s.%s.mode: %v", path, id, err)
+			}
+			rc.Mode = m
+		}
+		if rs.Rewrite != nil {
+			rc.NoRewrite = !*rs.Rewrite
+		}
+		out[id] = rc
+	}
+	return out, nil
 }
 
 // configError is a configuration problem; its text names the field.
@@ -108,6 +202,52 @@ func loadConfig(path string, environ []string) (Config, error) {
 
 // decodeNode copies a YAML node into v, naming the offending field on error.
 func decodeNode(path string, n *yaml.Node, v reflect.Value) error {
+	switch v.Kind() {
+	case reflect.Ptr:
+		if n.Tag == "!!null" {
+			return nil
+		}
+		p := reflect.New(v.Type().Elem())
+		if err := decodeNode(path, n, p.Elem()); err != nil {
+			return err
+		}
+		v.Set(p)
+		return nil
+	case reflect.Map:
+		if n.Tag == "!!null" {
+			return nil
+		}
+		if n.Kind != yaml.MappingNode {
+			return fmt.Errorf("%s (line %d): expected a mapping", path, n.Line)
+		}
+		if v.IsNil() {
+			v.Set(reflect.MakeMap(v.Type()))
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			elem := reflect.New(v.Type().Elem()).Elem()
+			if err := decodeNode(join(path, key), n.Content[i+1], elem); err != nil {
+				return err
+			}
+			v.SetMapIndex(reflect.ValueOf(key), elem)
+		}
+		return nil
+	case reflect.Slice:
+		if n.Tag == "!!null" {
+			return nil
+		}
+		if n.Kind != yaml.SequenceNode {
+			return fmt.Errorf("%s (line %d): expected a list", path, n.Line)
+		}
+		out := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+		for i, item := range n.Content {
+			if err := decodeNode(fmt.Sprintf("%s[%d]", path, i), item, out.Index(i)); err != nil {
+				return err
+			}
+		}
+		v.Set(out)
+		return nil
+	}
 	if v.Kind() == reflect.Struct {
 		if n.Kind != yaml.MappingNode {
 			if n.Tag == "!!null" {
@@ -141,11 +281,14 @@ func applyEnv(v reflect.Value, path string, environ []string) error {
 	for i := 0; i < v.NumField(); i++ {
 		tag := v.Type().Field(i).Tag.Get("yaml")
 		p := join(path, tag)
-		if v.Field(i).Kind() == reflect.Struct {
+		switch v.Field(i).Kind() {
+		case reflect.Struct:
 			if err := applyEnv(v.Field(i), p, environ); err != nil {
 				return err
 			}
 			continue
+		case reflect.Map, reflect.Slice, reflect.Ptr:
+			continue // file only
 		}
 		name := envName(p)
 		if val, ok := lookupEnv(environ, name); ok {

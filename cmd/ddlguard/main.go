@@ -29,6 +29,7 @@ const usageText = `usage: ddlguard <command> [flags]
 commands:
   serve         run the proxy: ddlguard serve --listen HOST:PORT --upstream HOST:PORT [--config FILE]
   check-config  validate a configuration: ddlguard check-config --config FILE
+  lint          check migration files: ddlguard lint [--pg-version N] [--format text|json|sarif|github] FILE|DIR|-...
   demo          start a throwaway PostgreSQL with ddlguard in front of it
   version       print the version
 `
@@ -52,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return checkConfig(args[1:], stdout, stderr)
 	case "demo":
 		return demo(args[1:], stdout, stderr)
+	case "lint":
+		return lint(args[1:], os.Stdin, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "ddlguard", version)
 		return exitOK
@@ -131,6 +134,10 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
 		return exitConfig
 	}
+	if _, err := cfg.guardConfig(); err != nil {
+		fmt.Fprintln(stderr, "ddlguard: config:", err)
+		return exitConfig
+	}
 	srv, err := proxy.New(pc)
 	if err != nil {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
@@ -162,6 +169,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	if err == nil {
 		_, err = cfg.proxyConfig(slog.New(slog.DiscardHandler))
+	}
+	if err == nil {
+		_, err = cfg.guardConfig()
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)

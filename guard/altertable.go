@@ -1,0 +1,369 @@
+package guard
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+)
+
+// analyzeAlterTable computes the lock and work of ALTER TABLE (and ALTER
+// INDEX / MATERIALIZED VIEW / VIEW / SEQUENCE, which share the statement):
+// the strongest lock of its subcommands, as PostgreSQL's
+// AlterTableGetLockLevel takes it, and the most expensive work.
+func (s *stmt) analyzeAlterTable(a *pg_query.AlterTableStmt) {
+	s.kind = "ALTER " + objectWord(a.Objtype)
+	rel := rangeVarName(a.Relation)
+	for _, c := range a.Cmds {
+		cmd := c.GetAlterTableCmd()
+		if cmd == nil {
+			continue
+		}
+		mode, work := s.alterCmd(rel, a.Objtype, cmd)
+		s.lock(rel, mode, work)
+	}
+}
+
+// alterCmd is the lock mode and work of one ALTER TABLE subcommand on rel;
+// locks on other relations (referenced tables, partitions) are added here.
+func (s *stmt) alterCmd(rel string, objtype pg_query.ObjectType, cmd *pg_query.AlterTableCmd) (LockMode, Work) {
+	switch cmd.Subtype {
+	case pg_query.AlterTableType_AT_AddColumn, pg_query.AlterTableType_AT_AddColumnToView:
+		return AccessExclusive, s.addColumnWork(rel, cmd.Def.GetColumnDef())
+	case pg_query.AlterTableType_AT_AlterColumnType:
+		return AccessExclusive, s.alterTypeWork(rel, cmd.Name, cmd.Def.GetColumnDef())
+	case pg_query.AlterTableType_AT_SetNotNull:
+		if s.sess.major() >= 12 && s.hasNotNullCheck(rel, cmd.Name) {
+			return AccessExclusive, WorkNone
+		}
+		return AccessExclusive, WorkScan
+	case pg_query.AlterTableType_AT_AddConstraint:
+		return s.addConstraint(rel, cmd.Def.GetConstraint())
+	case pg_query.AlterTableType_AT_ValidateConstraint:
+		return ShareUpdateExclusive, WorkScan
+	case pg_query.AlterTableType_AT_SetStatistics, pg_query.AlterTableType_AT_SetOptions,
+		pg_query.AlterTableType_AT_ResetOptions, pg_query.AlterTableType_AT_ClusterOn,
+		pg_query.AlterTableType_AT_DropCluster:
+		return ShareUpdateExclusive, WorkNone
+	case pg_query.AlterTableType_AT_SetRelOptions, pg_query.AlterTableType_AT_ResetRelOptions,
+		pg_query.AlterTableType_AT_ReplaceRelOptions:
+		return relOptionsLock(cmd.Def), WorkNone
+	case pg_query.AlterTableType_AT_EnableTrig, pg_query.AlterTableType_AT_EnableAlwaysTrig,
+		pg_query.AlterTableType_AT_EnableReplicaTrig, pg_query.AlterTableType_AT_EnableTrigAll,
+		pg_query.AlterTableType_AT_EnableTrigUser, pg_query.AlterTableType_AT_DisableTrig,
+		pg_query.AlterTableType_AT_DisableTrigAll, pg_query.AlterTableType_AT_DisableTrigUser:
+		return ShareRowExclusive, WorkNone
+	case pg_query.AlterTableType_AT_SetTableSpace, pg_query.AlterTableType_AT_SetLogged,
+		pg_query.AlterTableType_AT_SetUnLogged, pg_query.AlterTableType_AT_SetAccessMethod:
+		return AccessExclusive, WorkRewrite
+	case pg_query.AlterTableType_AT_AttachPartition:
+		pc := cmd.Def.GetPartitionCmd()
+		if pc != nil {
+			s.lock(rangeVarName(pc.Name), AccessExclusive, WorkScan)
+		}
+		if s.sess.major() >= 12 {
+			return ShareUpdateExclusive, WorkNone
+		}
+		return AccessExclusive, WorkNone
+	case pg_query.AlterTableType_AT_DetachPartition:
+		pc := cmd.Def.GetPartitionCmd()
+		if pc != nil && pc.Concurrent {
+			s.concurrently = true
+			s.lock(rangeVarName(pc.Name), ShareUpdateExclusive, WorkNone)
+			return ShareUpdateExclusive, WorkNone
+		}
+		if pc != nil {
+			s.lock(rangeVarName(pc.Name), AccessExclusive, WorkNone)
+		}
+		return AccessExclusive, WorkNone
+	case pg_query.AlterTableType_AT_DetachPartitionFinalize:
+		return ShareUpdateExclusive, WorkNone
+	case pg_query.AlterTableType_AT_AddInherit, pg_query.AlterTableType_AT_DropInherit:
+		if parent := cmd.Def.GetRangeVar(); parent != nil {
+			s.lock(rangeVarName(parent), ShareUpdateExclusive, WorkNone)
+		}
+		return AccessExclusive, WorkNone
+	}
+	// Everything else PostgreSQL does under ACCESS EXCLUSIVE without
+	// touching the data: DROP COLUMN, SET/DROP DEFAULT, DROP NOT NULL,
+	// DROP CONSTRAINT, SET STORAGE/COMPRESSION, identity changes, OWNER,
+	// REPLICA IDENTITY, row security, rules, OF/NOT OF, ...
+	return AccessExclusive, WorkNone
+}
+
+// relOptionsLock is the lock for SET/RESET (storage parameters): SHARE UPDATE
+// EXCLUSIVE for the parameters PostgreSQL allows under it (fillfactor,
+// autovacuum_*, toast_tuple_target, parallel_workers, vacuum_*, ...),
+// ACCESS EXCLUSIVE for the rest.
+func relOptionsLock(def *pg_query.Node) LockMode {
+	mode := ShareUpdateExclusive
+	for _, o := range def.GetList().GetItems() {
+		d := o.GetDefElem()
+		if d == nil {
+			continue
+		}
+		name := d.Defname
+		if d.Defnamespace != "" {
+			name = d.Defnamespace + "." + name
+		}
+		switch name {
+		case "user_catalog_table", "check_option", "security_barrier", "security_invoker":
+			mode = AccessExclusive
+		}
+	}
+	return mode
+}
+
+// addColumnWork is what ADD COLUMN does to the existing rows.
+func (s *stmt) addColumnWork(rel string, cd *pg_query.ColumnDef) Work {
+	if cd == nil {
+		return WorkNone
+	}
+	work := WorkNone
+	if cd.TypeName != nil && isSerialType(cd.TypeName) {
+		work = WorkRewrite
+	}
+	hasDefault := false
+	for _, c := range cd.Constraints {
+		con := c.GetConstraint()
+		if con == nil {
+			continue
+		}
+		switch con.Contype {
+		case pg_query.ConstrType_CONSTR_DEFAULT:
+			hasDefault = true
+			if volatileExpr(con.RawExpr) {
+				work = WorkRewrite
+			}
+		case pg_query.ConstrType_CONSTR_IDENTITY, pg_query.ConstrType_CONSTR_GENERATED:
+			work = WorkRewrite
+		case pg_query.ConstrType_CONSTR_CHECK:
+			work = max(work, WorkScan)
+		case pg_query.ConstrType_CONSTR_UNIQUE, pg_query.ConstrType_CONSTR_PRIMARY:
+			work = max(work, WorkIndexBuild)
+		case pg_query.ConstrType_CONSTR_FOREIGN:
+			if con.Pktable != nil {
+				s.lock(rangeVarName(con.Pktable), ShareRowExclusive, WorkNone)
+			}
+			work = max(work, WorkScan)
+		case pg_query.ConstrType_CONSTR_NOTNULL:
+			// Checked against every existing row unless a default fills them.
+			work = max(work, WorkScan)
+		}
+	}
+	if work == WorkScan && hasDefault && onlyNotNull(cd) {
+		// NOT NULL with a non-volatile default: rows get the default, no check needed.
+		work = WorkNone
+	}
+	return work
+}
+
+func onlyNotNull(cd *pg_query.ColumnDef) bool {
+	for _, c := range cd.Constraints {
+		switch c.GetConstraint().GetContype() {
+		case pg_query.ConstrType_CONSTR_CHECK, pg_query.ConstrType_CONSTR_FOREIGN,
+			pg_query.ConstrType_CONSTR_UNIQUE, pg_query.ConstrType_CONSTR_PRIMARY:
+			return false
+		}
+	}
+	return true
+}
+
+func isSerialType(t *pg_query.TypeName) bool {
+	if len(t.Names) == 0 {
+		return false
+	}
+	switch t.Names[len(t.Names)-1].GetString_().GetSval() {
+	case "serial", "bigserial", "smallserial", "serial2", "serial4", "serial8":
+		return true
+	}
+	return false
+}
+
+// nonVolatileFuncs are functions known not to be volatile, so a DEFAULT
+// using them is evaluated once and stored in the catalog (PostgreSQL 11+).
+// Any function not listed counts as volatile: the safe answer.
+var nonVolatileFuncs = map[string]bool{
+	"now": true, "transaction_timestamp": true, "statement_timestamp": true,
+	"current_date": true, "current_timestamp": true, "localtimestamp": true,
+	"lower": true, "upper": true, "length": true, "abs": true, "round": true,
+	"coalesce": true, "concat": true, "md5": true, "to_timestamp": true, "to_date": true,
+	"make_interval": true, "make_date": true, "date_trunc": true, "timezone": true,
+	"jsonb_build_object": true, "json_build_object": true, "jsonb_build_array": true,
+	"json_build_array": true, "array_fill": true, "current_user": true, "current_setting": true,
+}
+
+// volatileExpr reports whether a default expression may be volatile.
+func volatileExpr(n *pg_query.Node) bool {
+	if n == nil {
+		return false
+	}
+	switch {
+	case n.GetAConst() != nil, n.GetSqlvalueFunction() != nil, n.GetParamRef() != nil:
+		return false
+	case n.GetTypeCast() != nil:
+		return volatileExpr(n.GetTypeCast().Arg)
+	case n.GetAExpr() != nil:
+		return volatileExpr(n.GetAExpr().Lexpr) || volatileExpr(n.GetAExpr().Rexpr)
+	case n.GetBoolExpr() != nil:
+		return anyVolatile(n.GetBoolExpr().Args)
+	case n.GetCoalesceExpr() != nil:
+		return anyVolatile(n.GetCoalesceExpr().Args)
+	case n.GetMinMaxExpr() != nil:
+		return anyVolatile(n.GetMinMaxExpr().Args)
+	case n.GetAArrayExpr() != nil:
+		return anyVolatile(n.GetAArrayExpr().Elements)
+	case n.GetFuncCall() != nil:
+		f := n.GetFuncCall()
+		name := f.Funcname[len(f.Funcname)-1].GetString_().GetSval()
+		return !nonVolatileFuncs[name] || anyVolatile(f.Args)
+	}
+	return true
+}
+
+func anyVolatile(ns []*pg_query.Node) bool {
+	for _, n := range ns {
+		if volatileExpr(n) {
+			return true
+		}
+	}
+	return false
+}
+
+// addConstraint is the lock and work of ALTER TABLE ... ADD constraint.
+func (s *stmt) addConstraint(rel string, con *pg_query.Constraint) (LockMode, Work) {
+	if con == nil {
+		return AccessExclusive, WorkNone
+	}
+	if con.SkipValidation && con.Conname != "" {
+		s.effects.NotValid = append(s.effects.NotValid, rel+"."+con.Conname)
+	}
+	switch con.Contype {
+	case pg_query.ConstrType_CONSTR_FOREIGN:
+		work := WorkScan
+		if con.SkipValidation {
+			work = WorkNone
+		}
+		if con.Pktable != nil {
+			s.lock(rangeVarName(con.Pktable), ShareRowExclusive, WorkNone)
+		}
+		return ShareRowExclusive, work
+	case pg_query.ConstrType_CONSTR_CHECK:
+		if con.SkipValidation {
+			return AccessExclusive, WorkNone
+		}
+		return AccessExclusive, WorkScan
+	case pg_query.ConstrType_CONSTR_UNIQUE, pg_query.ConstrType_CONSTR_PRIMARY:
+		if con.Indexname != "" {
+			return AccessExclusive, WorkNone // USING INDEX: the index exists
+		}
+		return AccessExclusive, WorkIndexBuild
+	case pg_query.ConstrType_CONSTR_EXCLUSION:
+		return AccessExclusive, WorkIndexBuild
+	}
+	return AccessExclusive, WorkNone
+}
+
+// hasNotNullCheck reports whether facts show a valid CHECK (col IS NOT NULL).
+func (s *stmt) hasNotNullCheck(rel, col string) bool {
+	f, ok := s.facts.Relation(rel)
+	return ok && f.NotNullChecks[col]
+}
+
+// alterTypeWork is what ALTER COLUMN ... TYPE does: nothing for the
+// binary-coercible changes PostgreSQL recognises, a rewrite otherwise (or
+// when the current type is unknown).
+func (s *stmt) alterTypeWork(rel, col string, cd *pg_query.ColumnDef) Work {
+	if cd == nil || cd.TypeName == nil || cd.RawDefault != nil { // USING expression
+		return WorkRewrite
+	}
+	f, ok := s.facts.Relation(rel)
+	if !ok {
+		return WorkRewrite
+	}
+	c, ok := f.Columns[col]
+	if !ok {
+		return WorkRewrite
+	}
+	if binaryCoercible(c.Type, typeNameString(cd.TypeName), s.sess) {
+		return WorkNone
+	}
+	return WorkRewrite
+}
+
+// typeNameString renders a TypeName as format_type() would print it for
+// the types binaryCoercible knows ("character varying(20)", "numeric(12,2)").
+func typeNameString(t *pg_query.TypeName) string {
+	name := t.Names[len(t.Names)-1].GetString_().GetSval()
+	switch name {
+	case "varchar":
+		name = "character varying"
+	case "bpchar":
+		name = "character"
+	case "timestamp":
+		name = "timestamp without time zone"
+	case "timestamptz":
+		name = "timestamp with time zone"
+	case "int4":
+		name = "integer"
+	case "int8":
+		name = "bigint"
+	case "int2":
+		name = "smallint"
+	case "varbit":
+		name = "bit varying"
+	}
+	var mods []string
+	for _, m := range t.Typmods {
+		if c := m.GetAConst(); c != nil && c.GetIval() != nil {
+			mods = append(mods, strconv.Itoa(int(c.GetIval().Ival)))
+		}
+	}
+	if len(mods) > 0 {
+		name += "(" + strings.Join(mods, ",") + ")"
+	}
+	if len(t.ArrayBounds) > 0 {
+		name += "[]"
+	}
+	return name
+}
+
+var typeWithMods = regexp.MustCompile(`^([a-z ]+?)(?:\((\d+)(?:,(\d+))?\))?$`)
+
+// binaryCoercible reports whether changing a column from type from to type
+// to needs neither a rewrite nor a scan (PostgreSQL's ATColumnChangeRequiresRewrite
+// for the common cases): widening varchar/varbit, varchar -> text, dropping a
+// length limit, widening numeric precision at the same scale, and
+// timestamp -> timestamptz when the session TimeZone is UTC (PostgreSQL 12+).
+func binaryCoercible(from, to string, sess *Session) bool {
+	from, to = strings.TrimSpace(from), strings.TrimSpace(to)
+	if from == to {
+		return true
+	}
+	fm, tm := typeWithMods.FindStringSubmatch(from), typeWithMods.FindStringSubmatch(to)
+	if fm == nil || tm == nil {
+		return false
+	}
+	fbase, tbase := fm[1], tm[1]
+	num := func(s string) int { n, _ := strconv.Atoi(s); return n }
+	switch {
+	case (fbase == "character varying" || fbase == "text") && tbase == "text":
+		return true
+	case fbase == "character varying" && tbase == "character varying":
+		return tm[2] == "" || (fm[2] != "" && num(tm[2]) >= num(fm[2]))
+	case fbase == "bit varying" && tbase == "bit varying":
+		return tm[2] == "" || (fm[2] != "" && num(tm[2]) >= num(fm[2]))
+	case fbase == "numeric" && tbase == "numeric":
+		if tm[2] == "" {
+			return true
+		}
+		return fm[2] != "" && num(tm[2]) >= num(fm[2]) && num(tm[3]) == num(fm[3])
+	case fbase == "timestamp without time zone" && tbase == "timestamp with time zone":
+		tz := strings.ToUpper(sess.TimeZone)
+		return sess.major() >= 12 && (tz == "UTC" || tz == "ETC/UTC" || tz == "GMT" || tz == "Z")
+	case fbase == "cidr" && tbase == "inet":
+		return true
+	}
+	return false
+}

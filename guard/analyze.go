@@ -1,0 +1,397 @@
+package guard
+
+import (
+	"fmt"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+)
+
+// stmt is one statement being decided: its parse tree, what it locks, and
+// the session as it is just before it runs.
+type stmt struct {
+	parsedStmt
+	kind    string
+	locks   []Lock
+	effects Effects
+	// concurrently: a CONCURRENTLY form (cannot run in a transaction block).
+	concurrently bool
+	sess         *Session
+	facts        Facts
+	// inBlock: the statement runs inside a transaction block, explicit or
+	// the implicit one of a multi-statement simple query.
+	inBlock bool
+	// small is the small-table threshold in bytes (0: never small).
+	small int64
+}
+
+// rangeVarName is a relation's name as written: "schema.rel" or "rel"
+// (unquoted identifiers are already lower case).
+func rangeVarName(rv *pg_query.RangeVar) string {
+	if rv == nil {
+		return ""
+	}
+	if rv.Schemaname != "" {
+		return rv.Schemaname + "." + rv.Relname
+	}
+	return rv.Relname
+}
+
+// nameOf renders a list of String nodes ("schema", "rel") as a dotted name.
+func nameOf(items []*pg_query.Node) string {
+	parts := make([]string, 0, len(items))
+	for _, it := range items {
+		if s := it.GetString_(); s != nil {
+			parts = append(parts, s.Sval)
+		}
+	}
+	return strings.Join(parts, ".")
+}
+
+// analyze fills kind, locks, effects and concurrently from the parse tree.
+func (s *stmt) analyze() {
+	n := s.node
+	switch {
+	case n.GetIndexStmt() != nil:
+		s.analyzeCreateIndex(n.GetIndexStmt())
+	case n.GetAlterTableStmt() != nil:
+		s.analyzeAlterTable(n.GetAlterTableStmt())
+	case n.GetDropStmt() != nil:
+		s.analyzeDrop(n.GetDropStmt())
+	case n.GetRenameStmt() != nil:
+		s.analyzeRename(n.GetRenameStmt())
+	case n.GetReindexStmt() != nil:
+		s.analyzeReindex(n.GetReindexStmt())
+	case n.GetTruncateStmt() != nil:
+		s.kind = "TRUNCATE"
+		for _, r := range n.GetTruncateStmt().Relations {
+			s.lock(rangeVarName(r.GetRangeVar()), AccessExclusive, WorkTruncate)
+		}
+	case n.GetVacuumStmt() != nil:
+		s.analyzeVacuum(n.GetVacuumStmt())
+	case n.GetClusterStmt() != nil:
+		s.kind = "CLUSTER"
+		if rv := n.GetClusterStmt().Relation; rv != nil {
+			s.lock(rangeVarName(rv), AccessExclusive, WorkRewrite)
+		}
+	case n.GetRefreshMatViewStmt() != nil:
+		r := n.GetRefreshMatViewStmt()
+		s.kind = "REFRESH MATERIALIZED VIEW"
+		if r.Concurrent {
+			s.concurrently = true
+			s.lock(rangeVarName(r.Relation), Exclusive, WorkRewrite)
+		} else {
+			s.lock(rangeVarName(r.Relation), AccessExclusive, WorkRewrite)
+		}
+	case n.GetLockStmt() != nil:
+		l := n.GetLockStmt()
+		s.kind = "LOCK TABLE"
+		mode := LockMode(l.Mode)
+		if mode <= NoLock || mode > AccessExclusive {
+			mode = AccessExclusive
+		}
+		for _, r := range l.Relations {
+			s.lock(rangeVarName(r.GetRangeVar()), mode, WorkNone)
+		}
+	case n.GetCreateStmt() != nil:
+		s.analyzeCreateTable(n.GetCreateStmt())
+	case n.GetCreateTrigStmt() != nil:
+		t := n.GetCreateTrigStmt()
+		s.kind = "CREATE TRIGGER"
+		s.lock(rangeVarName(t.Relation), ShareRowExclusive, WorkNone)
+	case n.GetRuleStmt() != nil:
+		s.kind = "CREATE RULE"
+		s.lock(rangeVarName(n.GetRuleStmt().Relation), AccessExclusive, WorkNone)
+	case n.GetCreatePolicyStmt() != nil:
+		s.kind = "CREATE POLICY"
+		s.lock(rangeVarName(n.GetCreatePolicyStmt().Table), AccessExclusive, WorkNone)
+	case n.GetAlterPolicyStmt() != nil:
+		s.kind = "ALTER POLICY"
+		s.lock(rangeVarName(n.GetAlterPolicyStmt().Table), AccessExclusive, WorkNone)
+	case n.GetCreateStatsStmt() != nil:
+		s.kind = "CREATE STATISTICS"
+		for _, r := range n.GetCreateStatsStmt().Relations {
+			s.lock(rangeVarName(r.GetRangeVar()), ShareUpdateExclusive, WorkNone)
+		}
+	case n.GetCommentStmt() != nil:
+		s.analyzeComment(n.GetCommentStmt())
+	case n.GetAlterDomainStmt() != nil:
+		s.kind = "ALTER DOMAIN"
+	case n.GetAlterObjectSchemaStmt() != nil:
+		o := n.GetAlterObjectSchemaStmt()
+		s.kind = "ALTER " + objectWord(o.ObjectType) + " SET SCHEMA"
+		if o.Relation != nil {
+			s.lock(rangeVarName(o.Relation), AccessExclusive, WorkNone)
+		}
+	case n.GetTransactionStmt() != nil:
+		s.analyzeTransaction(n.GetTransactionStmt())
+	case n.GetVariableSetStmt() != nil:
+		v := n.GetVariableSetStmt()
+		s.kind = "SET"
+		switch strings.ToLower(v.Name) {
+		case "timezone":
+			if len(v.Args) == 1 {
+				if c := v.Args[0].GetAConst(); c != nil && c.GetSval() != nil {
+					s.effects.SetTimeZone = c.GetSval().Sval
+				}
+			}
+		case "lock_timeout":
+			s.effects.SetsLockTimeout = true
+		}
+	case n.GetCreateTableAsStmt() != nil:
+		c := n.GetCreateTableAsStmt()
+		s.kind = "CREATE TABLE AS"
+		if c.Objtype == pg_query.ObjectType_OBJECT_MATVIEW {
+			s.kind = "CREATE MATERIALIZED VIEW"
+		}
+		if c.Into != nil && c.Into.Rel != nil {
+			s.created(c.Into.Rel)
+		}
+	case n.GetExplainStmt() != nil:
+		s.kind = "EXPLAIN"
+	case n.GetViewStmt() != nil:
+		s.kind = "CREATE VIEW"
+	default:
+		s.kind = statementKind(n)
+	}
+}
+
+// lock records a lock on an existing relation.
+func (s *stmt) lock(rel string, mode LockMode, work Work) {
+	if rel == "" {
+		return
+	}
+	for i := range s.locks {
+		if s.locks[i].Relation == rel {
+			s.locks[i].Mode = max(s.locks[i].Mode, mode)
+			s.locks[i].Work = max(s.locks[i].Work, work)
+			return
+		}
+	}
+	s.locks = append(s.locks, Lock{Relation: rel, Mode: mode, Work: work})
+}
+
+// created records a relation the statement creates.
+func (s *stmt) created(rv *pg_query.RangeVar) {
+	name := rangeVarName(rv)
+	if rv.Relpersistence == "t" {
+		s.effects.CreatedTemp = append(s.effects.CreatedTemp, name)
+	} else {
+		s.effects.Created = append(s.effects.Created, name)
+	}
+}
+
+func (s *stmt) analyzeCreateIndex(ix *pg_query.IndexStmt) {
+	s.kind = "CREATE INDEX"
+	if ix.Concurrent {
+		s.concurrently = true
+		s.lock(rangeVarName(ix.Relation), ShareUpdateExclusive, WorkIndexBuild)
+		return
+	}
+	s.lock(rangeVarName(ix.Relation), Share, WorkIndexBuild)
+}
+
+func (s *stmt) analyzeDrop(d *pg_query.DropStmt) {
+	s.kind = "DROP " + objectWord(d.RemoveType)
+	switch d.RemoveType {
+	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_VIEW, pg_query.ObjectType_OBJECT_MATVIEW,
+		pg_query.ObjectType_OBJECT_FOREIGN_TABLE, pg_query.ObjectType_OBJECT_SEQUENCE:
+		for _, o := range d.Objects {
+			name := nameOf(o.GetList().GetItems())
+			s.lock(name, AccessExclusive, WorkNone)
+			s.effects.Dropped = append(s.effects.Dropped, name)
+		}
+	case pg_query.ObjectType_OBJECT_INDEX:
+		mode := AccessExclusive
+		if d.Concurrent {
+			s.concurrently = true
+			mode = ShareUpdateExclusive
+		}
+		for _, o := range d.Objects {
+			s.lock(nameOf(o.GetList().GetItems()), mode, WorkNone)
+		}
+	case pg_query.ObjectType_OBJECT_TRIGGER, pg_query.ObjectType_OBJECT_RULE, pg_query.ObjectType_OBJECT_POLICY:
+		// DROP TRIGGER name ON table: the object list ends with the
+		// trigger name; what precedes it names the table.
+		for _, o := range d.Objects {
+			items := o.GetList().GetItems()
+			if len(items) >= 2 {
+				s.lock(nameOf(items[:len(items)-1]), AccessExclusive, WorkNone)
+			}
+		}
+	}
+}
+
+func (s *stmt) analyzeRename(r *pg_query.RenameStmt) {
+	s.kind = "ALTER " + objectWord(r.RelationType) + " RENAME"
+	if r.RenameType == pg_query.ObjectType_OBJECT_TABLE || r.RenameType == pg_query.ObjectType_OBJECT_COLUMN ||
+		r.RenameType == pg_query.ObjectType_OBJECT_TABCONSTRAINT || r.RenameType == pg_query.ObjectType_OBJECT_VIEW ||
+		r.RenameType == pg_query.ObjectType_OBJECT_MATVIEW || r.RenameType == pg_query.ObjectType_OBJECT_SEQUENCE {
+		s.kind = "ALTER " + objectWord(renameTarget(r)) + " RENAME"
+	}
+	if r.Relation == nil {
+		return
+	}
+	mode := AccessExclusive
+	if r.RenameType == pg_query.ObjectType_OBJECT_INDEX {
+		mode = ShareUpdateExclusive // PostgreSQL 12+
+	}
+	s.lock(rangeVarName(r.Relation), mode, WorkNone)
+}
+
+func renameTarget(r *pg_query.RenameStmt) pg_query.ObjectType {
+	if r.RenameType == pg_query.ObjectType_OBJECT_COLUMN || r.RenameType == pg_query.ObjectType_OBJECT_TABCONSTRAINT {
+		return r.RelationType
+	}
+	return r.RenameType
+}
+
+func (s *stmt) analyzeReindex(r *pg_query.ReindexStmt) {
+	s.kind = "REINDEX"
+	for _, p := range r.Params {
+		if d := p.GetDefElem(); d != nil && d.Defname == "concurrently" {
+			s.concurrently = true
+		}
+	}
+	name := rangeVarName(r.Relation)
+	switch {
+	case s.concurrently:
+		s.lock(name, ShareUpdateExclusive, WorkIndexBuild)
+	case r.Kind == pg_query.ReindexObjectType_REINDEX_OBJECT_INDEX:
+		// ACCESS EXCLUSIVE on the index (reads that would use it wait) and
+		// SHARE on its table.
+		s.lock(name, AccessExclusive, WorkIndexBuild)
+	case r.Kind == pg_query.ReindexObjectType_REINDEX_OBJECT_TABLE:
+		s.lock(name, Share, WorkIndexBuild)
+	}
+}
+
+func (s *stmt) analyzeVacuum(v *pg_query.VacuumStmt) {
+	full := false
+	for _, o := range v.Options {
+		if d := o.GetDefElem(); d != nil && d.Defname == "full" && defElemTrue(d) {
+			full = true
+		}
+	}
+	mode, work := ShareUpdateExclusive, WorkNone
+	s.kind = "ANALYZE"
+	if v.IsVacuumcmd {
+		s.kind = "VACUUM"
+	}
+	if full {
+		s.kind, mode, work = "VACUUM FULL", AccessExclusive, WorkRewrite
+	}
+	for _, r := range v.Rels {
+		if vr := r.GetVacuumRelation(); vr != nil {
+			s.lock(rangeVarName(vr.Relation), mode, work)
+		}
+	}
+}
+
+func defElemTrue(d *pg_query.DefElem) bool {
+	if d.Arg == nil {
+		return true
+	}
+	if b := d.Arg.GetBoolean(); b != nil {
+		return b.Boolval
+	}
+	if st := d.Arg.GetString_(); st != nil {
+		v := strings.ToLower(st.Sval)
+		return v == "true" || v == "on" || v == "1" || v == "yes"
+	}
+	if i := d.Arg.GetInteger(); i != nil {
+		return i.Ival != 0
+	}
+	return true
+}
+
+func (s *stmt) analyzeComment(c *pg_query.CommentStmt) {
+	s.kind = "COMMENT"
+	switch c.Objtype {
+	case pg_query.ObjectType_OBJECT_TABLE, pg_query.ObjectType_OBJECT_INDEX, pg_query.ObjectType_OBJECT_VIEW,
+		pg_query.ObjectType_OBJECT_MATVIEW, pg_query.ObjectType_OBJECT_SEQUENCE:
+		if l := c.Object.GetList(); l != nil {
+			s.lock(nameOf(l.Items), ShareUpdateExclusive, WorkNone)
+		}
+	case pg_query.ObjectType_OBJECT_COLUMN:
+		if l := c.Object.GetList(); l != nil && len(l.Items) >= 2 {
+			s.lock(nameOf(l.Items[:len(l.Items)-1]), ShareUpdateExclusive, WorkNone)
+		}
+	}
+}
+
+func (s *stmt) analyzeTransaction(t *pg_query.TransactionStmt) {
+	switch t.Kind {
+	case pg_query.TransactionStmtKind_TRANS_STMT_BEGIN, pg_query.TransactionStmtKind_TRANS_STMT_START:
+		s.kind, s.effects.TxControl = "BEGIN", TxBegin
+	case pg_query.TransactionStmtKind_TRANS_STMT_COMMIT:
+		s.kind, s.effects.TxControl = "COMMIT", TxEnd
+	case pg_query.TransactionStmtKind_TRANS_STMT_ROLLBACK:
+		s.kind, s.effects.TxControl = "ROLLBACK", TxEnd
+	case pg_query.TransactionStmtKind_TRANS_STMT_PREPARE:
+		s.kind, s.effects.TxControl = "PREPARE TRANSACTION", TxEnd
+	default:
+		s.kind, s.effects.TxControl = "SAVEPOINT", TxOther
+	}
+}
+
+func (s *stmt) analyzeCreateTable(c *pg_query.CreateStmt) {
+	s.kind = "CREATE TABLE"
+	s.created(c.Relation)
+	// Foreign keys lock the referenced (existing) tables.
+	fk := func(con *pg_query.Constraint) {
+		if con != nil && con.Contype == pg_query.ConstrType_CONSTR_FOREIGN && con.Pktable != nil {
+			s.lock(rangeVarName(con.Pktable), ShareRowExclusive, WorkNone)
+		}
+	}
+	for _, e := range c.TableElts {
+		if cd := e.GetColumnDef(); cd != nil {
+			for _, con := range cd.Constraints {
+				fk(con.GetConstraint())
+			}
+		}
+		fk(e.GetConstraint())
+	}
+	for _, con := range c.Constraints {
+		fk(con.GetConstraint())
+	}
+	if c.Partbound != nil {
+		// CREATE TABLE ... PARTITION OF parent.
+		for _, p := range c.InhRelations {
+			s.lock(rangeVarName(p.GetRangeVar()), AccessExclusive, WorkNone)
+		}
+	} else {
+		for _, p := range c.InhRelations {
+			s.lock(rangeVarName(p.GetRangeVar()), ShareUpdateExclusive, WorkNone)
+		}
+	}
+}
+
+// objectWord names an object type as SQL does ("TABLE", "MATERIALIZED VIEW").
+func objectWord(t pg_query.ObjectType) string {
+	w := strings.TrimPrefix(t.String(), "OBJECT_")
+	switch w {
+	case "MATVIEW":
+		return "MATERIALIZED VIEW"
+	case "TABCONSTRAINT":
+		return "CONSTRAINT"
+	case "FOREIGN_TABLE":
+		return "FOREIGN TABLE"
+	}
+	return strings.ReplaceAll(w, "_", " ")
+}
+
+// statementKind names a statement the guard does not analyze further, from
+// its node type: SelectStmt -> "SELECT", CreateFunctionStmt -> "CREATE FUNCTION".
+func statementKind(n *pg_query.Node) string {
+	t := strings.TrimPrefix(fmt.Sprintf("%T", n.GetNode()), "*pg_query.Node_")
+	t = strings.TrimSuffix(t, "Stmt")
+	var b strings.Builder
+	for i, r := range t {
+		if i > 0 && r >= 'A' && r <= 'Z' {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(r)
+	}
+	return strings.ToUpper(b.String())
+}

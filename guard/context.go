@@ -1,0 +1,233 @@
+package guard
+
+import "strings"
+
+// Session is what the guard knows about the session at a statement. The
+// proxy keeps one per connection; the linter simulates one per file. The
+// guard never changes it: callers apply a decided statement's effects with
+// Observe once the statement has run.
+type Session struct {
+	// ServerMajor is the server's major version (13..18); 0 means unknown,
+	// which the rules treat as the oldest supported version (13) wherever a
+	// newer server would allow a cheaper path.
+	ServerMajor int
+	// InTransaction: an explicit transaction block is open before the
+	// statement.
+	InTransaction bool
+	// TimeZone is the session's TimeZone setting ("" when unknown).
+	TimeZone string
+	// Database and Role select per-database and per-role configuration.
+	Database, Role string
+	// Tx is what the open transaction has done so far.
+	Tx TxState
+	// Temp holds the session's temporary relations (names as written).
+	Temp map[string]bool
+	// LockTimeoutSet: the session set lock_timeout itself (the linter's
+	// missing-lock-timeout rule).
+	LockTimeoutSet bool
+}
+
+// TxState is what the current transaction (explicit or implicit) has done.
+type TxState struct {
+	// Created are relations created in this transaction.
+	Created map[string]bool
+	// Held is the strongest lock this transaction holds on each existing
+	// relation, from the statements it ran.
+	Held map[string]LockMode
+	// NotValid are constraints added NOT VALID in this transaction, as
+	// "relation.constraint".
+	NotValid map[string]bool
+	// Statements counts the statements run in this transaction.
+	Statements int
+}
+
+// clone returns a deep copy, so deciding a multi-statement string can thread
+// state through its statements without touching the caller's session.
+func (s *Session) clone() Session {
+	c := *s
+	c.Tx = TxState{
+		Created:    cloneSet(s.Tx.Created),
+		Held:       cloneLocks(s.Tx.Held),
+		NotValid:   cloneSet(s.Tx.NotValid),
+		Statements: s.Tx.Statements,
+	}
+	c.Temp = cloneSet(s.Temp)
+	return c
+}
+
+func cloneSet(m map[string]bool) map[string]bool {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]bool, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func cloneLocks(m map[string]LockMode) map[string]LockMode {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]LockMode, len(m))
+	for k, v := range m {
+		c[k] = v
+	}
+	return c
+}
+
+func addTo(m *map[string]bool, k string) {
+	if *m == nil {
+		*m = make(map[string]bool)
+	}
+	(*m)[k] = true
+}
+
+// major is ServerMajor with unknown read as the oldest supported version.
+func (s *Session) major() int {
+	if s.ServerMajor == 0 {
+		return 13
+	}
+	return s.ServerMajor
+}
+
+// isNew reports whether relation was created by this session's current
+// transaction or is a temporary relation: nobody else can wait for it.
+func (s *Session) isNew(relation string) bool {
+	return s.Tx.Created[relation] || s.Temp[relation] || s.Temp[unqualified(relation)]
+}
+
+// EndTransaction forgets the transaction's state (after COMMIT, ROLLBACK,
+// or when the server reports the session idle).
+func (s *Session) EndTransaction() {
+	s.InTransaction = false
+	s.Tx = TxState{}
+}
+
+// Observe applies the effects of a statement that has run successfully:
+// transaction control, relations created, locks now held, settings.
+func (s *Session) Observe(d *Decision) {
+	e := d.Effects
+	switch e.TxControl {
+	case TxBegin:
+		s.InTransaction = true
+		s.Tx = TxState{}
+		return
+	case TxEnd:
+		s.EndTransaction()
+		return
+	}
+	s.Tx.Statements++
+	for _, r := range e.Created {
+		addTo(&s.Tx.Created, r)
+	}
+	for _, r := range e.CreatedTemp {
+		addTo(&s.Temp, r)
+	}
+	for _, r := range e.Dropped {
+		delete(s.Temp, r)
+	}
+	for _, l := range d.Locks {
+		if l.Created || s.isNew(l.Relation) {
+			continue
+		}
+		if s.Tx.Held == nil {
+			s.Tx.Held = make(map[string]LockMode)
+		}
+		if l.Mode > s.Tx.Held[l.Relation] {
+			s.Tx.Held[l.Relation] = l.Mode
+		}
+	}
+	for _, c := range e.NotValid {
+		addTo(&s.Tx.NotValid, c)
+	}
+	if e.SetTimeZone != "" {
+		s.TimeZone = e.SetTimeZone
+	}
+	if e.SetsLockTimeout {
+		s.LockTimeoutSet = true
+	}
+}
+
+// TxControl is a statement's effect on the transaction block.
+type TxControl int8
+
+const (
+	TxNone  TxControl = iota
+	TxBegin           // BEGIN, START TRANSACTION
+	TxEnd             // COMMIT, ROLLBACK, END, ABORT, PREPARE TRANSACTION
+	TxOther           // SAVEPOINT, RELEASE, ROLLBACK TO: inside the block
+)
+
+// Effects are what a statement changes in the session when it succeeds.
+type Effects struct {
+	TxControl TxControl
+	// Created and CreatedTemp are relations the statement creates.
+	Created, CreatedTemp []string
+	// Dropped are relations the statement drops.
+	Dropped []string
+	// NotValid are constraints added NOT VALID, as "relation.constraint".
+	NotValid []string
+	// SetTimeZone is the TimeZone a SET statement sets.
+	SetTimeZone string
+	// SetsLockTimeout: the statement sets lock_timeout.
+	SetsLockTimeout bool
+}
+
+// RelationFacts are catalog facts about one relation, read by the proxy's
+// catalog reader (never by the guard).
+type RelationFacts struct {
+	// SizeBytes is pg_total_relation_size; Rows the planner's estimate.
+	SizeBytes, Rows int64
+	// Kind is pg_class.relkind ('r' table, 'p' partitioned, 'm' matview, 'i' index, ...).
+	Kind byte
+	// Persistence is pg_class.relpersistence ('p', 'u', 't').
+	Persistence byte
+	// Columns by name: type as format_type() prints it, and NOT NULL.
+	Columns map[string]Column
+	// NotNullChecks are columns with a valid CHECK (col IS NOT NULL).
+	NotNullChecks map[string]bool
+	// UniqueIndex: a materialized view has a unique index usable by
+	// REFRESH ... CONCURRENTLY; Populated: it has been refreshed.
+	UniqueIndex, Populated bool
+	// HasDefaultPartition: a partitioned table has a DEFAULT partition.
+	HasDefaultPartition bool
+}
+
+// Column is one column's catalog facts.
+type Column struct {
+	Type    string
+	NotNull bool
+}
+
+// Facts answers catalog questions. A relation the source does not know
+// yields ok=false, and the rules take the safe answer (a large table).
+type Facts interface {
+	Relation(name string) (f RelationFacts, ok bool)
+}
+
+// NoFacts knows nothing.
+type NoFacts struct{}
+
+// Relation implements Facts.
+func (NoFacts) Relation(string) (RelationFacts, bool) { return RelationFacts{}, false }
+
+// FactsMap is a Facts backed by a map (tests, lint with --facts).
+type FactsMap map[string]RelationFacts
+
+// Relation implements Facts, matching a qualified name by its last part too.
+func (m FactsMap) Relation(name string) (RelationFacts, bool) {
+	if f, ok := m[name]; ok {
+		return f, true
+	}
+	f, ok := m[unqualified(name)]
+	return f, ok
+}
+
+func unqualified(name string) string {
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		return name[i+1:]
+	}
+	return name
+}

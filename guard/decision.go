@@ -1,0 +1,107 @@
+package guard
+
+import "time"
+
+// Action is what the proxy does with a statement. The set is closed.
+type Action int8
+
+const (
+	// Allow relays the statement untouched.
+	Allow Action = iota
+	// Timeout relays it with a short lock_timeout for that statement only.
+	Timeout
+	// Rewrite runs Decision.Rewrite instead of it.
+	Rewrite
+	// Reject does not run it; the client gets an error.
+	Reject
+)
+
+var actionNames = [...]string{"allow", "timeout", "rewrite", "reject"}
+
+func (a Action) String() string {
+	if a < 0 || int(a) >= len(actionNames) {
+		return "?"
+	}
+	return actionNames[a]
+}
+
+// Mode is how a rule's findings are enforced.
+type Mode int8
+
+const (
+	// Enforce: the finding rewrites (where the rule has a rewrite and
+	// rewrites are allowed) or rejects.
+	Enforce Mode = iota
+	// Warn: the statement runs; the client gets a NOTICE.
+	Warn
+	// Off: the rule is not evaluated.
+	Off
+)
+
+var modeNames = [...]string{"enforce", "warn", "off"}
+
+func (m Mode) String() string {
+	if m < 0 || int(m) >= len(modeNames) {
+		return "?"
+	}
+	return modeNames[m]
+}
+
+// Finding is one rule's verdict on one statement.
+type Finding struct {
+	Rule string
+	// Mode is the configured mode for this rule in this session.
+	Mode Mode
+	// Message names the rule, the relation and the lock that would be held
+	// and why.
+	Message string
+	// Detail lists the locks.
+	Detail string
+	// Hint is the concrete safe SQL for this statement.
+	Hint string
+	// Rewrite is the safe sequence with the same end state, when the rule
+	// has one; each element is one statement.
+	Rewrite []string
+	// RewriteOutsideTxOnly: the rewrite cannot run inside a transaction
+	// block (it uses CONCURRENTLY or several transactions).
+	RewriteOutsideTxOnly bool
+}
+
+// Decision is the guard's answer for one statement.
+type Decision struct {
+	Action Action
+	// Statement is the statement's text; Location and Length locate it in
+	// the string the guard was given (bytes).
+	Statement        string
+	Location, Length int
+	// Locks are the relation locks the statement takes.
+	Locks []Lock
+	// Deciding is the finding that made the action rewrite or reject (nil
+	// for allow and timeout).
+	Deciding *Finding
+	// Warnings are findings in warn mode (or enforce-mode findings that did
+	// not decide): the proxy sends each as a NOTICE.
+	Warnings []Finding
+	// Unchecked: the statement looked like DDL but the parser could not
+	// read it (e.g. PostgreSQL 18 syntax); it runs with the lock timeout.
+	Unchecked bool
+	// ParseError is the parser's message when the statement did not parse.
+	ParseError string
+	// Kind names the statement ("ALTER TABLE", "CREATE INDEX", ...).
+	Kind string
+	// Effects are what the statement changes in the session if it runs.
+	Effects Effects
+	// LockTimeout is the lock_timeout to run it with (Timeout and Rewrite).
+	LockTimeout time.Duration
+}
+
+// Result is the guard's answer for a whole query string.
+type Result struct {
+	// Action is the strongest action of any statement: if one statement is
+	// rejected, nothing of the string runs.
+	Action     Action
+	Statements []Decision
+	// Parsed reports whether the string was parsed at all (false when the
+	// lexical pre-check found nothing that could be DDL).
+	Parsed bool
+}

@@ -1,0 +1,319 @@
+package guard
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Rule is one entry of the rule catalogue: a small type in its own file,
+// registered from that file's init, with golden files in testdata/rules.
+type Rule interface {
+	// ID is the stable rule id users configure and see in errors.
+	ID() string
+	// DefaultMode is the mode with zero configuration.
+	DefaultMode() Mode
+	// Relaxable rules are about the time a strong lock is held while the
+	// statement scans, rewrites or builds: they pass for small, new and
+	// temporary relations. Correctness rules are never relaxed.
+	Relaxable() bool
+	// Check returns a finding, or nil when the statement is fine.
+	Check(s *Statement) *Finding
+}
+
+// lintOnly marks rules that apply to migration files only.
+type lintOnly interface{ LintOnly() bool }
+
+var registry []Rule
+
+// register adds a rule to the catalogue; called from each rule's init.
+func register(r Rule) {
+	if ruleByID(r.ID()) != nil {
+		panic("guard: rule registered twice: " + r.ID())
+	}
+	registry = append(registry, r)
+}
+
+func ruleByID(id string) Rule {
+	for _, r := range registry {
+		if r.ID() == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// Statement is what a rule sees: one statement, its locks, and the session
+// just before it.
+type Statement = stmt
+
+// Guard decides statements. It is safe for concurrent use.
+type Guard struct {
+	cfg   Config
+	cache *parseCache
+}
+
+// New returns a Guard for cfg (start from DefaultConfig).
+func New(cfg Config) (*Guard, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Guard{cfg: cfg, cache: newParseCache(cfg.CacheEntries)}, nil
+}
+
+// Config returns the guard's configuration.
+func (g *Guard) Config() Config { return g.cfg }
+
+// Relations lists the relations a query string's statements lock at SHARE
+// or stronger: the ones whose catalog facts the caller should fetch before
+// Decide. It returns nothing for strings the pre-check clears.
+func (g *Guard) Relations(sql string) []string {
+	if !MightBeGuarded(sql) {
+		return nil
+	}
+	var out []string
+	sess := Session{}
+	for _, ps := range g.cache.get(sql).stmts {
+		if ps.node == nil {
+			continue
+		}
+		s := stmt{parsedStmt: ps, sess: &sess, facts: NoFacts{}}
+		s.analyze()
+		for _, l := range s.locks {
+			if l.Mode >= Share || l.Work.Slow() {
+				out = appendUnique(out, l.Relation)
+			}
+		}
+	}
+	return out
+}
+
+func appendUnique(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// Decide returns the decision for every statement of sql. sess is the
+// session before sql runs and is not modified; facts may be NoFacts{}.
+func (g *Guard) Decide(sql string, sess *Session, facts Facts) Result {
+	if !MightBeGuarded(sql) && !sess.holdsAccessExclusive() {
+		return Result{Action: Allow}
+	}
+	if facts == nil {
+		facts = NoFacts{}
+	}
+	p := g.cache.get(sql)
+	res := Result{Parsed: true, Statements: make([]Decision, 0, len(p.stmts))}
+	cur := sess.clone()
+	if !cur.InTransaction {
+		cur.Tx = TxState{}
+	}
+	multi := len(p.stmts) > 1
+	for _, ps := range p.stmts {
+		d := g.decide(ps, &cur, facts, cur.InTransaction || multi)
+		res.Action = max(res.Action, d.Action)
+		res.Statements = append(res.Statements, d)
+		cur.Observe(&d)
+	}
+	return res
+}
+
+// decide decides one statement.
+func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) Decision {
+	d := Decision{Statement: ps.text, Location: ps.loc, Length: ps.length}
+	if ps.node == nil {
+		d.ParseError = ps.parseErr
+		if MightBeGuarded(ps.text) && startsLikeDDL(ps.text) {
+			// Valid on a newer server perhaps (PostgreSQL 18 syntax), but
+			// unreadable here: run it, with the lock timeout, and say so.
+			d.Unchecked, d.Action, d.Kind = true, Timeout, "unparsed"
+			d.LockTimeout = g.cfg.lockTimeout(sess, nil)
+		}
+		return d
+	}
+	s := stmt{parsedStmt: ps, sess: sess, facts: facts, inBlock: inBlock}
+	s.small = g.cfg.smallTableBytes(sess)
+	s.analyze()
+	d.Kind, d.Locks, d.Effects = s.kind, s.locks, s.effects
+
+	allowed := inlineAllows(ps.text)
+	ignored := map[string]bool{}
+	if g.cfg.Lint {
+		ignored = lintIgnores(ps.text)
+	}
+	var deciding *Finding
+	var decidingCfg RuleConfig
+	for _, r := range registry {
+		if lo, ok := r.(lintOnly); ok && lo.LintOnly() && !g.cfg.Lint {
+			continue
+		}
+		rc := g.cfg.ruleConfig(r, sess)
+		if rc.Mode == Off {
+			continue
+		}
+		if r.Relaxable() && !s.slowOnExistingLarge() {
+			continue
+		}
+		if ignored[r.ID()] {
+			continue
+		}
+		f := r.Check(&s)
+		if f == nil {
+			continue
+		}
+		f.Rule, f.Mode = r.ID(), rc.Mode
+		if reason, ok := allowed[r.ID()]; ok {
+			if g.cfg.Lint || g.cfg.mayOverrideInline(sess.Role) {
+				f.Mode = Warn
+				f.Message += fmt.Sprintf(" (allowed by inline override: %s)", reason)
+			}
+		}
+		if f.Mode == Enforce && deciding == nil {
+			deciding, decidingCfg = f, rc
+			continue
+		}
+		d.Warnings = append(d.Warnings, *f)
+	}
+	switch {
+	case deciding != nil:
+		d.Deciding = deciding
+		d.Action = Reject
+		if len(deciding.Rewrite) > 0 && !decidingCfg.NoRewrite && !(deciding.RewriteOutsideTxOnly && inBlock) {
+			d.Action = Rewrite
+		}
+		d.LockTimeout = g.cfg.lockTimeout(sess, &decidingCfg)
+	case s.strongOnExisting():
+		d.Action = Timeout
+		d.LockTimeout = g.cfg.lockTimeout(sess, nil)
+	default:
+		d.Action = Allow
+	}
+	return d
+}
+
+// holdsAccessExclusive: the open transaction holds ACCESS EXCLUSIVE on an
+// existing relation, so even plain DML must be decided (it would run under
+// that lock).
+func (s *Session) holdsAccessExclusive() bool {
+	if !s.InTransaction {
+		return false
+	}
+	for _, m := range s.Tx.Held {
+		if m == AccessExclusive {
+			return true
+		}
+	}
+	return false
+}
+
+// strongOnExisting: the statement takes SHARE or stronger on a relation
+// that existed before its transaction.
+func (s *stmt) strongOnExisting() bool {
+	for _, l := range s.locks {
+		if l.Mode >= Share && !s.sess.isNew(l.Relation) {
+			return true
+		}
+	}
+	return false
+}
+
+// slowOnExistingLarge: the statement does slow work (scan, rewrite, index
+// build) on an existing relation that is not known to be small.
+func (s *stmt) slowOnExistingLarge() bool {
+	for _, l := range s.locks {
+		if l.Work.Slow() && !s.sess.isNew(l.Relation) && !s.isSmall(l.Relation) {
+			return true
+		}
+	}
+	return false
+}
+
+// isSmall: facts show the relation below the small-table threshold.
+func (s *stmt) isSmall(rel string) bool {
+	if s.small <= 0 {
+		return false
+	}
+	f, ok := s.facts.Relation(rel)
+	return ok && f.SizeBytes < s.small
+}
+
+var inlineAllow = regexp.MustCompile(`/\*\s*ddlguard:allow\s+([a-z0-9-]+)\s+reason="([^"]+)"\s*\*/`)
+
+// inlineAllows reads /* ddlguard:allow rule-id reason="..." */ comments
+// (a reason is required).
+func inlineAllows(text string) map[string]string {
+	if !strings.Contains(text, "ddlguard:allow") {
+		return nil
+	}
+	out := map[string]string{}
+	for _, m := range inlineAllow.FindAllStringSubmatch(text, -1) {
+		out[m[1]] = m[2]
+	}
+	return out
+}
+
+var lintIgnore = regexp.MustCompile(`--\s*ddlguard:ignore\s+([a-z0-9-]+(?:[ ,]+[a-z0-9-]+)*)`)
+
+// lintIgnores reads "-- ddlguard:ignore rule-id [rule-id...]" comments in a
+// statement's text (including the comment lines just above it).
+func lintIgnores(text string) map[string]bool {
+	out := map[string]bool{}
+	if !strings.Contains(text, "ddlguard:ignore") {
+		return out
+	}
+	for _, m := range lintIgnore.FindAllStringSubmatch(text, -1) {
+		for _, id := range strings.FieldsFunc(m[1], func(r rune) bool { return r == ' ' || r == ',' }) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
+var ddlStart = regexp.MustCompile(`(?i)^\s*(alter|create|drop|truncate|vacuum|cluster|reindex|refresh|lock|comment)\b`)
+
+// startsLikeDDL reports whether an unparsed statement begins like DDL
+// (after comments).
+func startsLikeDDL(text string) bool {
+	return ddlStart.MatchString(stripComments(text))
+}
+
+// PredictLocks returns the locks one statement takes (for tests and
+// tools): no facts, the given server major, outside a transaction.
+func PredictLocks(sql string, serverMajor int) ([]Lock, error) {
+	p := parseSQL(sql)
+	if len(p.stmts) != 1 || p.stmts[0].node == nil {
+		return nil, fmt.Errorf("want one parseable statement: %s", p.syntaxError)
+	}
+	sess := Session{ServerMajor: serverMajor}
+	s := stmt{parsedStmt: p.stmts[0], sess: &sess, facts: NoFacts{}}
+	s.analyze()
+	return s.locks, nil
+}
+
+// DecideScript decides a migration file as psql -f would run it: each
+// statement is its own query, in autocommit unless the file opens a
+// transaction block. sess is updated as the script goes (it ends as the
+// session would after the whole script succeeded).
+func (g *Guard) DecideScript(sql string, sess *Session, facts Facts) []Decision {
+	if facts == nil {
+		facts = NoFacts{}
+	}
+	p := g.cache.get(sql)
+	out := make([]Decision, 0, len(p.stmts))
+	for _, ps := range p.stmts {
+		if !sess.InTransaction {
+			sess.Tx = TxState{}
+		}
+		d := g.decide(ps, sess, facts, sess.InTransaction)
+		out = append(out, d)
+		sess.Observe(&d)
+		if !sess.InTransaction {
+			sess.Tx = TxState{}
+		}
+	}
+	return out
+}
