@@ -34,12 +34,16 @@ func (s *stmt) alterCmd(rel string, objtype pg_query.ObjectType, cmd *pg_query.A
 	case pg_query.AlterTableType_AT_AlterColumnType:
 		return AccessExclusive, s.alterTypeWork(rel, cmd.Name, cmd.Def.GetColumnDef())
 	case pg_query.AlterTableType_AT_SetNotNull:
-		if s.sess.major() >= 12 && s.hasNotNullCheck(rel, cmd.Name) {
+		if s.columnNotNull(rel, cmd.Name) || (s.sess.major() >= 12 && s.hasNotNullCheck(rel, cmd.Name)) {
 			return AccessExclusive, WorkNone
 		}
 		return AccessExclusive, WorkScan
 	case pg_query.AlterTableType_AT_AddConstraint:
-		return s.addConstraint(rel, cmd.Def.GetConstraint())
+		mode, work := s.addConstraint(rel, cmd.Def.GetConstraint())
+		if objtype == pg_query.ObjectType_OBJECT_FOREIGN_TABLE {
+			work = WorkNone // constraints on foreign tables are not checked against remote data
+		}
+		return mode, work
 	case pg_query.AlterTableType_AT_ValidateConstraint:
 		return ShareUpdateExclusive, WorkScan
 	case pg_query.AlterTableType_AT_SetStatistics, pg_query.AlterTableType_AT_SetOptions,
@@ -69,8 +73,9 @@ func (s *stmt) alterCmd(rel string, objtype pg_query.ObjectType, cmd *pg_query.A
 	case pg_query.AlterTableType_AT_DetachPartition:
 		pc := cmd.Def.GetPartitionCmd()
 		if pc != nil && pc.Concurrent {
+			// The partition gets ACCESS EXCLUSIVE in the second phase.
 			s.concurrently = true
-			s.lock(rangeVarName(pc.Name), ShareUpdateExclusive, WorkNone)
+			s.lock(rangeVarName(pc.Name), AccessExclusive, WorkNone)
 			return ShareUpdateExclusive, WorkNone
 		}
 		if pc != nil {
@@ -263,6 +268,12 @@ func (s *stmt) addConstraint(rel string, con *pg_query.Constraint) (LockMode, Wo
 		return AccessExclusive, WorkIndexBuild
 	}
 	return AccessExclusive, WorkNone
+}
+
+// columnNotNull reports whether facts show the column already NOT NULL.
+func (s *stmt) columnNotNull(rel, col string) bool {
+	f, ok := s.facts.Relation(rel)
+	return ok && f.Columns[col].NotNull
 }
 
 // hasNotNullCheck reports whether facts show a valid CHECK (col IS NOT NULL).

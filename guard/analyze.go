@@ -125,6 +125,8 @@ func (s *stmt) analyze() {
 		}
 	case n.GetTransactionStmt() != nil:
 		s.analyzeTransaction(n.GetTransactionStmt())
+	case n.GetVariableShowStmt() != nil:
+		s.kind = "SHOW"
 	case n.GetVariableSetStmt() != nil:
 		v := n.GetVariableSetStmt()
 		s.kind = "SET"
@@ -136,7 +138,7 @@ func (s *stmt) analyze() {
 				}
 			}
 		case "lock_timeout":
-			s.effects.SetsLockTimeout = true
+			s.effects.LockTimeout = lockTimeoutEffect(v)
 		}
 	case n.GetCreateTableAsStmt() != nil:
 		c := n.GetCreateTableAsStmt()
@@ -154,6 +156,34 @@ func (s *stmt) analyze() {
 	default:
 		s.kind = statementKind(n)
 	}
+}
+
+// lockTimeoutEffect classifies SET/RESET lock_timeout: setting it to zero
+// or resetting it counts as unset.
+func lockTimeoutEffect(v *pg_query.VariableSetStmt) LockTimeoutEffect {
+	if v.Kind != pg_query.VariableSetKind_VAR_SET_VALUE || len(v.Args) != 1 {
+		return LockTimeoutReset
+	}
+	c := v.Args[0].GetAConst()
+	if c == nil {
+		return LockTimeoutReset
+	}
+	zero := (c.GetIval() != nil && c.GetIval().Ival == 0) || (c.GetSval() != nil && strings.TrimSpace(c.GetSval().Sval) == "0")
+	switch {
+	case zero:
+		return LockTimeoutReset
+	case v.IsLocal:
+		return LockTimeoutSetLocal
+	}
+	return LockTimeoutSet
+}
+
+// indexTable is the table an index belongs to, when facts know it.
+func (s *stmt) indexTable(index string) string {
+	if f, ok := s.facts.Relation(index); ok {
+		return f.Table
+	}
+	return ""
 }
 
 // lock records a lock on an existing relation.
@@ -208,7 +238,11 @@ func (s *stmt) analyzeDrop(d *pg_query.DropStmt) {
 			mode = ShareUpdateExclusive
 		}
 		for _, o := range d.Objects {
-			s.lock(nameOf(o.GetList().GetItems()), mode, WorkNone)
+			idx := nameOf(o.GetList().GetItems())
+			s.lock(idx, mode, WorkNone)
+			if t := s.indexTable(idx); t != "" {
+				s.lock(t, mode, WorkNone)
+			}
 		}
 	case pg_query.ObjectType_OBJECT_TRIGGER, pg_query.ObjectType_OBJECT_RULE, pg_query.ObjectType_OBJECT_POLICY:
 		// DROP TRIGGER name ON table: the object list ends with the
@@ -223,12 +257,7 @@ func (s *stmt) analyzeDrop(d *pg_query.DropStmt) {
 }
 
 func (s *stmt) analyzeRename(r *pg_query.RenameStmt) {
-	s.kind = "ALTER " + objectWord(r.RelationType) + " RENAME"
-	if r.RenameType == pg_query.ObjectType_OBJECT_TABLE || r.RenameType == pg_query.ObjectType_OBJECT_COLUMN ||
-		r.RenameType == pg_query.ObjectType_OBJECT_TABCONSTRAINT || r.RenameType == pg_query.ObjectType_OBJECT_VIEW ||
-		r.RenameType == pg_query.ObjectType_OBJECT_MATVIEW || r.RenameType == pg_query.ObjectType_OBJECT_SEQUENCE {
-		s.kind = "ALTER " + objectWord(renameTarget(r)) + " RENAME"
-	}
+	s.kind = "ALTER " + objectWord(renameTarget(r)) + " RENAME"
 	if r.Relation == nil {
 		return
 	}
@@ -239,8 +268,14 @@ func (s *stmt) analyzeRename(r *pg_query.RenameStmt) {
 	s.lock(rangeVarName(r.Relation), mode, WorkNone)
 }
 
+// renameTarget is the kind of object whose name changes, or for a column
+// or constraint, the kind of relation it belongs to (the grammar leaves
+// that unset for RENAME CONSTRAINT: a table).
 func renameTarget(r *pg_query.RenameStmt) pg_query.ObjectType {
 	if r.RenameType == pg_query.ObjectType_OBJECT_COLUMN || r.RenameType == pg_query.ObjectType_OBJECT_TABCONSTRAINT {
+		if r.RelationType <= pg_query.ObjectType_OBJECT_ACCESS_METHOD {
+			return pg_query.ObjectType_OBJECT_TABLE
+		}
 		return r.RelationType
 	}
 	return r.RenameType
@@ -249,19 +284,25 @@ func renameTarget(r *pg_query.RenameStmt) pg_query.ObjectType {
 func (s *stmt) analyzeReindex(r *pg_query.ReindexStmt) {
 	s.kind = "REINDEX"
 	for _, p := range r.Params {
-		if d := p.GetDefElem(); d != nil && d.Defname == "concurrently" {
+		if d := p.GetDefElem(); d != nil && d.Defname == "concurrently" && defElemTrue(d) {
 			s.concurrently = true
 		}
 	}
 	name := rangeVarName(r.Relation)
+	if name == "" {
+		name = r.Name // SCHEMA, DATABASE, SYSTEM: every table in it
+	}
 	switch {
 	case s.concurrently:
 		s.lock(name, ShareUpdateExclusive, WorkIndexBuild)
 	case r.Kind == pg_query.ReindexObjectType_REINDEX_OBJECT_INDEX:
-		// ACCESS EXCLUSIVE on the index (reads that would use it wait) and
-		// SHARE on its table.
+		// ACCESS EXCLUSIVE on the index (planning any query on the table
+		// opens it, so even reads wait) and SHARE on its table.
 		s.lock(name, AccessExclusive, WorkIndexBuild)
-	case r.Kind == pg_query.ReindexObjectType_REINDEX_OBJECT_TABLE:
+		if t := s.indexTable(name); t != "" {
+			s.lock(t, Share, WorkIndexBuild)
+		}
+	default:
 		s.lock(name, Share, WorkIndexBuild)
 	}
 }
@@ -386,6 +427,7 @@ func objectWord(t pg_query.ObjectType) string {
 func statementKind(n *pg_query.Node) string {
 	t := strings.TrimPrefix(fmt.Sprintf("%T", n.GetNode()), "*pg_query.Node_")
 	t = strings.TrimSuffix(t, "Stmt")
+	t = strings.TrimPrefix(t, "Variable")
 	var b strings.Builder
 	for i, r := range t {
 		if i > 0 && r >= 'A' && r <= 'Z' {

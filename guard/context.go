@@ -23,8 +23,9 @@ type Session struct {
 	// Temp holds the session's temporary relations (names as written).
 	Temp map[string]bool
 	// LockTimeoutSet: the session set lock_timeout itself (the linter's
-	// missing-lock-timeout rule).
-	LockTimeoutSet bool
+	// missing-lock-timeout rule); LockTimeoutLocal: only for the current
+	// transaction (SET LOCAL).
+	LockTimeoutSet, LockTimeoutLocal bool
 }
 
 // TxState is what the current transaction (explicit or implicit) has done.
@@ -103,7 +104,12 @@ func (s *Session) isNew(relation string) bool {
 func (s *Session) EndTransaction() {
 	s.InTransaction = false
 	s.Tx = TxState{}
+	s.LockTimeoutLocal = false
 }
+
+// HasLockTimeout reports whether the session has its own lock_timeout in
+// effect.
+func (s *Session) HasLockTimeout() bool { return s.LockTimeoutSet || s.LockTimeoutLocal }
 
 // Observe applies the effects of a statement that has run successfully:
 // transaction control, relations created, locks now held, settings.
@@ -145,8 +151,13 @@ func (s *Session) Observe(d *Decision) {
 	if e.SetTimeZone != "" {
 		s.TimeZone = e.SetTimeZone
 	}
-	if e.SetsLockTimeout {
+	switch e.LockTimeout {
+	case LockTimeoutSet:
 		s.LockTimeoutSet = true
+	case LockTimeoutSetLocal:
+		s.LockTimeoutLocal = s.InTransaction
+	case LockTimeoutReset:
+		s.LockTimeoutSet, s.LockTimeoutLocal = false, false
 	}
 }
 
@@ -171,9 +182,19 @@ type Effects struct {
 	NotValid []string
 	// SetTimeZone is the TimeZone a SET statement sets.
 	SetTimeZone string
-	// SetsLockTimeout: the statement sets lock_timeout.
-	SetsLockTimeout bool
+	// LockTimeout is what the statement does to lock_timeout.
+	LockTimeout LockTimeoutEffect
 }
+
+// LockTimeoutEffect is a statement's effect on the session's lock_timeout.
+type LockTimeoutEffect int8
+
+const (
+	LockTimeoutUnchanged LockTimeoutEffect = iota
+	LockTimeoutSet                         // SET lock_timeout = non-zero
+	LockTimeoutSetLocal                    // SET LOCAL lock_timeout = non-zero
+	LockTimeoutReset                       // RESET, SET ... TO DEFAULT, or zero
+)
 
 // RelationFacts are catalog facts about one relation, read by the proxy's
 // catalog reader (never by the guard).
@@ -193,6 +214,11 @@ type RelationFacts struct {
 	UniqueIndex, Populated bool
 	// HasDefaultPartition: a partitioned table has a DEFAULT partition.
 	HasDefaultPartition bool
+	// PartitionKey are a partitioned table's key columns (expressions as
+	// pg_get_partkeydef prints them).
+	PartitionKey []string
+	// Table is, for an index, the table it belongs to.
+	Table string
 }
 
 // Column is one column's catalog facts.

@@ -8,75 +8,82 @@ import "strings"
 // plain DML/queries, no parse needed.
 //
 // It is the cheap lexical pre-check the proxy runs on every statement it
-// relays, before any parse: no allocation, one left-to-right pass, and it
-// only stops to look at a byte that can change the lexical state
-// (' " $ - / ;). The whole string is scanned: it is split into statements
-// at every ';' outside quotes and comments, and the first keyword of each
-// statement is examined (ASCII case-insensitively, after whitespace, --
-// and nested /* */ comments and any opening parentheses).
+// relays, before any parse: no allocation, one left-to-right pass that stops
+// only at bytes that can change the lexical state (' " $ - / ;). The whole
+// string is scanned: it is split into statements at every ';' outside
+// quotes and comments, and the first keyword of each statement is compared
+// ASCII case-insensitively, after whitespace, -- and nested /* */ comments
+// and any opening parentheses.
 //
-// A statement is plain, and does not make the result true, when its first
-// keyword is one of
+// A statement is plain, and leaves the result false, when its first keyword
+// is one of
 //
-//	SELECT INSERT UPDATE DELETE MERGE VALUES TABLE WITH  queries and DML:
-//	    row locks and ROW EXCLUSIVE at most, nothing the guard rules on
-//	    (SELECT ... INTO is a query form too and stays plain)
-//	COPY                                                 DML-like bulk load/unload
-//	SHOW                                                 reads a setting
-//	DECLARE FETCH MOVE CLOSE                             cursors over queries
-//	LISTEN NOTIFY UNLISTEN                               asynchronous notification
-//	EXPLAIN  unless a later word of the same statement is CREATE or EXECUTE:
-//	    EXPLAIN wraps only queries, DML, DECLARE, EXECUTE and
-//	    CREATE TABLE AS / CREATE MATERIALIZED VIEW AS; the last two are DDL
-//	    and EXECUTE is guarded (below). A column called "execute" costs only a
-//	    needless parse.
+//	SELECT INSERT UPDATE DELETE MERGE  queries and DML: row locks and at most
+//	VALUES TABLE WITH                  ROW EXCLUSIVE, nothing the guard rules
+//	                                   on (SELECT ... INTO stays plain too)
+//	COPY                               DML-like bulk load and unload
+//	SHOW                               reads a setting
+//	DECLARE FETCH MOVE CLOSE           cursors over queries
+//	LISTEN NOTIFY UNLISTEN             asynchronous notifications
+//	EXPLAIN                            plain unless a later word of the same
+//	                                   statement is CREATE or EXECUTE: EXPLAIN
+//	                                   wraps only queries, DML, DECLARE,
+//	                                   EXECUTE and CREATE TABLE AS / CREATE
+//	                                   MATERIALIZED VIEW, and the last two are
+//	                                   guarded (a column named execute costs a
+//	                                   needless parse)
 //
 // Every other first keyword makes the result true. That is on purpose an
-// allow-list: a statement type the list does not know, or a statement that
-// does not start with a keyword at all (a syntax error the server will
-// report), is left to the real parser. The keywords the guard cares about,
-// and why:
+// allow-list: a statement type the list does not know, or one that does not
+// start with a keyword at all (a syntax error the server will report), is
+// left to the real parser. The keywords the guard needs to see, and why:
 //
-//	ALTER CREATE DROP TRUNCATE COMMENT                   DDL: ACCESS EXCLUSIVE and
-//	    other strong locks, table rewrites, index builds
-//	VACUUM ANALYZE ANALYSE CLUSTER REINDEX REFRESH       maintenance: SHARE UPDATE
-//	    EXCLUSIVE up to ACCESS EXCLUSIVE, long-running
-//	LOCK                                                 explicit table locks
-//	GRANT REVOKE REASSIGN SECURITY (LABEL) IMPORT        catalog changes that lock
-//	    (FOREIGN SCHEMA)                                 the objects they touch
-//	BEGIN START COMMIT END ROLLBACK ABORT SAVEPOINT      transaction control: the guard
-//	    RELEASE PREPARE (TRANSACTION)                    tracks transaction state,
-//	                                                     because locks are held to
-//	                                                     the end of the transaction
-//	PREPARE (stmt AS ...) EXECUTE DEALLOCATE             prepared statements, whose
-//	                                                     text the guard must see
-//	SET RESET DISCARD                                    session state: the guard
-//	                                                     tracks lock_timeout,
-//	                                                     statement_timeout, TimeZone
-//	                                                     and friends (SET LOCAL ends
-//	                                                     with the transaction)
-//	DO CALL LOAD CHECKPOINT                              run arbitrary server code or
-//	                                                     heavy server work
+//	ALTER CREATE DROP TRUNCATE         DDL: ACCESS EXCLUSIVE and other strong
+//	COMMENT                            locks, table rewrites, index builds
+//	VACUUM ANALYZE ANALYSE CLUSTER     maintenance: SHARE UPDATE EXCLUSIVE up
+//	REINDEX REFRESH CHECKPOINT         to ACCESS EXCLUSIVE, long-running
+//	LOCK                               explicit table locks
+//	GRANT REVOKE REASSIGN SECURITY     catalog changes that lock the objects
+//	IMPORT                             they touch
+//	BEGIN START COMMIT END ROLLBACK    transaction control: locks are held to
+//	ABORT SAVEPOINT RELEASE PREPARE    the end of the transaction, so the
+//	                                   guard tracks transaction state
+//	                                   (PREPARE TRANSACTION too)
+//	PREPARE EXECUTE DEALLOCATE         prepared statements: the guard must see
+//	                                   the text behind a name
+//	SET RESET DISCARD                  session state: the guard tracks
+//	                                   lock_timeout, statement_timeout and
+//	                                   TimeZone (SET LOCAL ends with the
+//	                                   transaction)
+//	DO CALL LOAD                       run arbitrary server-side code
 //
-// Lexically it follows PostgreSQL's scanner: '...' strings with ''
-// escapes, E'...' strings with backslash escapes (and continuation of a
-// string across a newline), U&'...', B'...', X'...' and N'...', "..."
-// identifiers with "" escapes, $$...$$ and $tag$...$tag$ dollar quotes (a
-// tag follows identifier rules and cannot start with a digit, so $1 is a
-// parameter; a '$' inside an identifier such as a$b starts nothing), --
-// comments to the end of the line and nested /* */ comments. A ';' inside
-// any of these does not end a statement. When sql ends inside a string,
-// quoted identifier, dollar quote or block comment, the answer is true: the
-// server will report the error, and the guard must never miss DDL hidden
-// behind a quote that the server reads differently.
+// Lexically it follows PostgreSQL's scanner: '...' strings (a doubled quote
+// is a quote), E'...' strings with backslash escapes and their continuation
+// across a newline, U&'...', B'...', X'...' and N'...' strings, "..."
+// identifiers (a doubled quote is a quote), $$...$$ and $tag$...$tag$ dollar
+// quotes (a tag follows identifier rules and cannot start with a digit, so
+// $1 is a parameter, and a '$' inside an identifier such as a$b starts
+// nothing), -- comments to the end of the line and nested /* */ comments. A
+// ';' inside any of these does not end a statement. When sql ends inside a
+// string, quoted identifier, dollar quote or block comment the answer is
+// true: the server will report the error, and DDL is never missed behind a
+// quote the server reads differently.
 //
-// Two further cases are conservatively true because the server's reading
+// Two more cases are conservatively true because the server's reading
 // depends on settings the pre-check cannot see: a backslash right before a
-// quote in a plain '...' string (with standard_conforming_strings off the
-// backslash escapes the quote and the string ends elsewhere), and a
-// backslash that follows a non-ASCII byte in an E'...' string (in client
-// encodings such as SJIS or GBK the second byte of a character can be 0x5C,
-// which the server, decoding the character, does not read as a backslash).
+// quote in a plain '...' string (with standard_conforming_strings off it
+// escapes the quote and the string ends elsewhere), and a backslash right
+// after a non-ASCII byte in an E'...' string (in client encodings such as
+// SJIS or GBK the second byte of a character can be 0x5C, which the server,
+// decoding the character, does not read as a backslash).
+//
+// To stay fast the scanner decides whether a quote starts an E'...' string,
+// and whether a '$' can open a dollar quote, by looking at the one or two
+// bytes before it instead of tracking every token. That reading differs
+// from the server's only when a string, dollar quote or parameter directly
+// touches a number, parameter or another dollar quote (1$$...$$,
+// $$a$$E'...'): a syntax error, so the server rejects the whole query
+// string before running any of it.
 func MightBeGuarded(sql string) bool {
 	s := sql
 	i := 0
@@ -267,7 +274,17 @@ func skipStatementPrefix(s string, i int) int {
 // EXPLAIN) a word CREATE or EXECUTE appears.
 func skipStatementRest(s string, i int, mask uint8) int {
 	for {
-		// Fast path: bytes that cannot change the state.
+		// Fast path: skip bytes that cannot change the state, eight at a
+		// time (one bounds check, one branch), then byte by byte up to the
+		// interesting one.
+		for i+8 <= len(s) {
+			b := s[i : i+8]
+			if (byteClass[b[0]]|byteClass[b[1]]|byteClass[b[2]]|byteClass[b[3]]|
+				byteClass[b[4]]|byteClass[b[5]]|byteClass[b[6]]|byteClass[b[7]])&mask != 0 {
+				break
+			}
+			i += 8
+		}
 		for i < len(s) && byteClass[s[i]]&mask == 0 {
 			i++
 		}
@@ -374,17 +391,16 @@ func skipString(s string, i int) int {
 }
 
 // skipPlainString skips a standard-conforming string from i (just after the
-// opening quote): '' is a quote, a backslash is an ordinary character.
+// opening quote): a doubled quote is a quote, a backslash is an ordinary character.
 // When a backslash precedes a quote it returns -1: with
 // standard_conforming_strings off the server would read \' as an escaped
 // quote and end the string somewhere else.
 func skipPlainString(s string, i int) int {
 	for {
-		k := strings.IndexByte(s[i:], '\'')
-		if k < 0 {
+		q := indexByteFrom(s, i, '\'')
+		if q < 0 {
 			return -1
 		}
-		q := i + k
 		if s[q-1] == '\\' {
 			return -1
 		}
@@ -396,10 +412,28 @@ func skipPlainString(s string, i int) int {
 	}
 }
 
+// indexByteFrom returns the index of the first c in s at or after i, or -1.
+// Literals are mostly short: a plain loop over the first bytes beats the
+// setup cost of the vectorized strings.IndexByte, which takes over for
+// long ones.
+func indexByteFrom(s string, i int, c byte) int {
+	end := min(i+16, len(s))
+	for k := i; k < end; k++ {
+		if s[k] == c {
+			return k
+		}
+	}
+	if k := strings.IndexByte(s[end:], c); k >= 0 {
+		return end + k
+	}
+	return -1
+}
+
 // skipEString skips an E'...' string from i (just after the opening quote):
-// a backslash escapes the next byte and '' is a quote. A quote followed by
-// whitespace that includes a newline and then another quote continues the
-// same string (SQL string continuation), still with backslash escapes.
+// a backslash escapes the next byte and a doubled quote is a quote. A quote
+// followed by
+// whitespace that includes a newline and then another quote continues
+// the same string (SQL string continuation), still with backslash escapes.
 func skipEString(s string, i int) int {
 	for {
 		for i < len(s) {
@@ -464,11 +498,10 @@ func stringContinues(s string, i int) (int, bool) {
 // quote): "" is a quote. It returns -1 when it is unterminated.
 func skipQuotedIdent(s string, i int) int {
 	for {
-		k := strings.IndexByte(s[i:], '"')
-		if k < 0 {
+		q := indexByteFrom(s, i, '"')
+		if q < 0 {
 			return -1
 		}
-		q := i + k
 		if q+1 < len(s) && s[q+1] == '"' {
 			i = q + 2
 			continue

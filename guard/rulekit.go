@@ -5,6 +5,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -120,35 +122,30 @@ func alterTableSQL(a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd) stri
 	return deparse(&pg_query.Node{Node: &pg_query.Node_AlterTableStmt{AlterTableStmt: one}})
 }
 
-// quoteIdent quotes an identifier when PostgreSQL would need it.
+// quoteIdent quotes an identifier when PostgreSQL would need it: anything
+// but lower-case letters, digits, _ and $ (not leading digit or $), or a
+// keyword that is not unreserved (classified by PostgreSQL's own lexer).
 func quoteIdent(s string) string {
-	if s == "" {
-		return `""`
-	}
-	plain := s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z')
+	plain := s != "" && (s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z'))
 	for i := 0; i < len(s) && plain; i++ {
 		c := s[i]
 		plain = c == '_' || c == '$' || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')
 	}
-	if plain && !reservedWord(s) {
+	if plain && !needsKeywordQuote(s) {
 		return s
 	}
 	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
 }
 
-func reservedWord(s string) bool {
-	switch s {
-	case "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric", "both", "case", "cast",
-		"check", "collate", "column", "constraint", "create", "current_catalog", "current_date", "current_role",
-		"current_time", "current_timestamp", "current_user", "default", "deferrable", "desc", "distinct", "do",
-		"else", "end", "except", "false", "fetch", "for", "foreign", "from", "grant", "group", "having", "in",
-		"initially", "intersect", "into", "lateral", "leading", "limit", "localtime", "localtimestamp", "not",
-		"null", "offset", "on", "only", "or", "order", "placing", "primary", "references", "returning", "select",
-		"session_user", "some", "symmetric", "table", "then", "to", "trailing", "true", "union", "unique", "user",
-		"using", "variadic", "when", "where", "window", "with":
+// needsKeywordQuote reports whether s is a keyword that cannot be used as a
+// bare column name.
+func needsKeywordQuote(s string) bool {
+	res, err := pg_query.Scan(s)
+	if err != nil || len(res.Tokens) != 1 {
 		return true
 	}
-	return false
+	k := res.Tokens[0].KeywordKind
+	return k != pg_query.KeywordKind_NO_KEYWORD && k != pg_query.KeywordKind_UNRESERVED_KEYWORD
 }
 
 // quoteName quotes each part of a dotted relation name.
@@ -229,50 +226,35 @@ func stringList(ns []*pg_query.Node) []string {
 	return out
 }
 
-// exprColumns returns the column names referenced in an expression, in order.
+// exprColumns returns the distinct column names an expression references,
+// in order of appearance, walking every node type (CASE, arrays, rows,
+// function arguments, ...).
 func exprColumns(n *pg_query.Node) []string {
 	var out []string
-	var walk func(n *pg_query.Node)
-	walk = func(n *pg_query.Node) {
-		if n == nil {
-			return
-		}
-		if c := n.GetColumnRef(); c != nil {
-			f := stringList(c.Fields)
-			if len(f) > 0 {
+	var walk func(m protoreflect.Message)
+	walk = func(m protoreflect.Message) {
+		if c, ok := m.Interface().(*pg_query.ColumnRef); ok {
+			if f := stringList(c.Fields); len(f) > 0 && len(f) == len(c.Fields) {
 				out = appendUnique(out, f[len(f)-1])
 			}
 			return
 		}
-		switch {
-		case n.GetAExpr() != nil:
-			walk(n.GetAExpr().Lexpr)
-			walk(n.GetAExpr().Rexpr)
-		case n.GetBoolExpr() != nil:
-			for _, a := range n.GetBoolExpr().Args {
-				walk(a)
+		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+			switch {
+			case fd.Message() == nil || fd.IsMap():
+			case fd.IsList():
+				for i, l := 0, v.List(); i < l.Len(); i++ {
+					walk(l.Get(i).Message())
+				}
+			default:
+				walk(v.Message())
 			}
-		case n.GetNullTest() != nil:
-			walk(n.GetNullTest().Arg)
-		case n.GetFuncCall() != nil:
-			for _, a := range n.GetFuncCall().Args {
-				walk(a)
-			}
-		case n.GetTypeCast() != nil:
-			walk(n.GetTypeCast().Arg)
-		case n.GetList() != nil:
-			for _, a := range n.GetList().Items {
-				walk(a)
-			}
-		case n.GetBooleanTest() != nil:
-			walk(n.GetBooleanTest().Arg)
-		case n.GetCoalesceExpr() != nil:
-			for _, a := range n.GetCoalesceExpr().Args {
-				walk(a)
-			}
-		}
+			return true
+		})
 	}
-	walk(n)
+	if n != nil {
+		walk(n.ProtoReflect())
+	}
 	return out
 }
 

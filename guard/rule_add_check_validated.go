@@ -1,0 +1,417 @@
+package guard
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+	"google.golang.org/protobuf/proto"
+)
+
+// addCheckRule: ALTER TABLE ... ADD CHECK without NOT VALID holds ACCESS
+// EXCLUSIVE while it checks every existing row. Added NOT VALID it is a
+// catalog change, and VALIDATE CONSTRAINT, in its own transaction, scans
+// under SHARE UPDATE EXCLUSIVE (reads and writes go on).
+type addCheckRule struct{}
+
+func init() { register(addCheckRule{}) }
+
+func (addCheckRule) ID() string        { return "add-check-validated" }
+func (addCheckRule) DefaultMode() Mode { return Enforce }
+func (addCheckRule) Relaxable() bool   { return true }
+
+func (addCheckRule) Check(s *Statement) *Finding {
+	a, cmds, rel := s.existingTableAlter()
+	if a == nil {
+		return nil
+	}
+	for _, cmd := range cmds {
+		con := addedConstraint(cmd)
+		if con == nil || con.Contype != pg_query.ConstrType_CONSTR_CHECK || con.SkipValidation {
+			continue
+		}
+		return s.alterPlanFinding(a, cmds, rel, "while it scans every row to check the new constraint")
+	}
+	return nil
+}
+
+// The rest of this file is shared by the constraint rules (add-check-validated,
+// add-foreign-key-validated, set-not-null, add-unique-constraint,
+// add-exclusion-constraint, validate-in-same-transaction): the safe sequence
+// for an ALTER TABLE, subcommand by subcommand, with constraint and index
+// names chosen the way PostgreSQL chooses them.
+
+// existingTableAlter returns an ALTER TABLE (not ALTER FOREIGN TABLE, whose
+// constraints are never checked against the data) on a relation that
+// existed before the transaction, with its subcommands and relation name.
+func (s *stmt) existingTableAlter() (*pg_query.AlterTableStmt, []*pg_query.AlterTableCmd, string) {
+	a, cmds := s.alterTableCmds()
+	if a == nil || a.Relation == nil || a.Objtype != pg_query.ObjectType_OBJECT_TABLE {
+		return nil, nil, ""
+	}
+	rel := rangeVarName(a.Relation)
+	if !s.existing(rel) {
+		return nil, nil, ""
+	}
+	return a, cmds, rel
+}
+
+// addedConstraint is the constraint of an ADD CONSTRAINT subcommand.
+func addedConstraint(cmd *pg_query.AlterTableCmd) *pg_query.Constraint {
+	if cmd.Subtype != pg_query.AlterTableType_AT_AddConstraint {
+		return nil
+	}
+	return cmd.Def.GetConstraint()
+}
+
+// alterPlanFinding is the finding for an ALTER TABLE one of whose
+// subcommands is dangerous: the hint is the safe sequence for the whole
+// statement; it is also the rewrite when the statement has this one
+// subcommand and the sequence ends in exactly the same state.
+func (s *stmt) alterPlanFinding(a *pg_query.AlterTableStmt, cmds []*pg_query.AlterTableCmd, rel, why string) *Finding {
+	p := s.alterPlan(a, cmds)
+	f := s.finding(rel, why, p.hint())
+	if len(cmds) == 1 && p.exact {
+		f.Rewrite = append(append([]string(nil), p.now...), p.later...)
+		f.RewriteOutsideTxOnly = true
+	}
+	return f
+}
+
+// safePlan is a safe sequence: now runs first, later each in a transaction
+// of its own after now has committed (VALIDATE, CREATE INDEX CONCURRENTLY).
+// Elements starting with "--" are comments for a human.
+type safePlan struct {
+	now, later []string
+	// exact: same end state as the original and no human step.
+	exact bool
+}
+
+// hint renders the plan as SQL, one statement a line.
+func (p *safePlan) hint() string {
+	var lines []string
+	add := func(list []string) {
+		for _, x := range list {
+			if strings.HasPrefix(x, "--") {
+				lines = append(lines, x)
+			} else {
+				lines = append(lines, x+";")
+			}
+		}
+	}
+	add(p.now)
+	if len(p.now) > 0 && len(p.later) > 0 {
+		lines = append(lines, "-- in a separate transaction:")
+	}
+	add(p.later)
+	return strings.Join(lines, "\n")
+}
+
+// names hands out constraint and index names as PostgreSQL's
+// ChooseConstraintName / ChooseRelationName do within one statement: on a
+// clash the label gets a number (t_a_check, t_a_check1, ...).
+type names map[string]bool
+
+func (n names) choose(name1, name2, label string) string {
+	for pass := 0; ; pass++ {
+		l := label
+		if pass > 0 {
+			l += strconv.Itoa(pass)
+		}
+		name := makeObjectName(name1, name2, l)
+		if !n[name] {
+			n[name] = true
+			return name
+		}
+	}
+}
+
+// alterPlan is the safe sequence for a whole ALTER TABLE: each subcommand
+// as a statement of its own, validated constraints added NOT VALID and
+// validated later, scanning SET NOT NULL through a validated CHECK (or, on
+// PostgreSQL 18, a NOT VALID not-null constraint), UNIQUE / PRIMARY KEY
+// through CREATE UNIQUE INDEX CONCURRENTLY and USING INDEX.
+func (s *stmt) alterPlan(a *pg_query.AlterTableStmt, cmds []*pg_query.AlterTableCmd) *safePlan {
+	p := &safePlan{exact: true}
+	nm := names{}
+	for _, cmd := range cmds {
+		if con := addedConstraint(cmd); con != nil && con.Conname != "" {
+			nm[con.Conname] = true
+		}
+	}
+	for _, cmd := range cmds {
+		s.planCmd(p, nm, a, cmd)
+	}
+	return p
+}
+
+func (s *stmt) planCmd(p *safePlan, nm names, a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd) {
+	rel := rangeVarName(a.Relation)
+	table := a.Relation.Relname
+	switch cmd.Subtype {
+	case pg_query.AlterTableType_AT_ValidateConstraint:
+		// Under the statement's lock it would scan; alone it takes
+		// SHARE UPDATE EXCLUSIVE.
+		p.later = append(p.later, alterTableSQL(a, cmd))
+		return
+	case pg_query.AlterTableType_AT_SetNotNull:
+		if s.setNotNullScans(rel, cmd.Name) {
+			s.planNotNull(p, nm, a, cmd.Name)
+			return
+		}
+	case pg_query.AlterTableType_AT_AddConstraint:
+		con := cmd.Def.GetConstraint()
+		if con == nil {
+			break
+		}
+		switch con.Contype {
+		case pg_query.ConstrType_CONSTR_FOREIGN:
+			if con.SkipValidation {
+				break
+			}
+			name := con.Conname
+			if name == "" {
+				name = nm.choose(table, columnsPart(stringList(con.FkAttrs)), "fkey")
+			}
+			if s.isPartitioned(rel) && s.sess.major() < 18 {
+				s.planPartitionedForeignKey(p, a, cmd, name)
+				return
+			}
+			s.planNotValid(p, a, cmd, name)
+			return
+		case pg_query.ConstrType_CONSTR_CHECK:
+			if con.SkipValidation {
+				break
+			}
+			name := con.Conname
+			if name == "" {
+				name = nm.choose(table, checkNameColumn(con.RawExpr), "check")
+			}
+			s.planNotValid(p, a, cmd, name)
+			return
+		case pg_query.ConstrType_CONSTR_UNIQUE, pg_query.ConstrType_CONSTR_PRIMARY:
+			if con.Indexname != "" {
+				break
+			}
+			s.planUnique(p, nm, a, cmd, con)
+			return
+		case pg_query.ConstrType_CONSTR_EXCLUSION:
+			p.now = append(p.now, exclusionLines(a, cmd)...)
+			p.exact = false
+			return
+		}
+	}
+	p.now = append(p.now, alterTableSQL(a, cmd))
+}
+
+// withConstraint returns a copy of an ADD CONSTRAINT subcommand with the
+// constraint named name, NOT VALID when notValid.
+func withConstraint(cmd *pg_query.AlterTableCmd, name string, notValid bool) *pg_query.AlterTableCmd {
+	c := proto.Clone(cmd).(*pg_query.AlterTableCmd)
+	con := c.Def.GetConstraint()
+	con.Conname = name
+	if notValid {
+		con.SkipValidation, con.InitiallyValid = true, false
+	}
+	return c
+}
+
+func alterCmdSQL(a *pg_query.AlterTableStmt, subtype pg_query.AlterTableType, name string) string {
+	cmd := &pg_query.AlterTableCmd{Subtype: subtype, Name: name, Behavior: pg_query.DropBehavior_DROP_RESTRICT}
+	return alterTableSQL(a, cmd)
+}
+
+// planNotValid: ADD CONSTRAINT name ... NOT VALID now, VALIDATE later.
+func (s *stmt) planNotValid(p *safePlan, a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd, name string) {
+	p.now = append(p.now, alterTableSQL(a, withConstraint(cmd, name, true)))
+	p.later = append(p.later, alterCmdSQL(a, pg_query.AlterTableType_AT_ValidateConstraint, name))
+}
+
+// planPartitionedForeignKey: before PostgreSQL 18 a partitioned table
+// cannot take a NOT VALID foreign key, but adding it attaches equal,
+// validated foreign keys of the partitions without scanning them.
+func (s *stmt) planPartitionedForeignKey(p *safePlan, a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd, name string) {
+	part := partitionAlter(a)
+	rel := rangeVarName(a.Relation)
+	p.now = append(p.now,
+		"-- "+rel+" is partitioned: before PostgreSQL 18 it cannot take a NOT VALID foreign key; for each partition (replace <partition>), each statement in its own transaction:",
+		unquotePlaceholder(alterTableSQL(part, withConstraint(cmd, name, true))),
+		unquotePlaceholder(alterCmdSQL(part, pg_query.AlterTableType_AT_ValidateConstraint, name)),
+		"-- then this attaches the partitions' validated foreign keys without a scan (ddlguard cannot see them, hence the allow):",
+		allowComment("add-foreign-key-validated", "partitions validated")+alterTableSQL(a, withConstraint(cmd, name, false)))
+	p.exact = false
+}
+
+// allowComment is the inline override for a statement the guard cannot
+// see is safe (roles allowed by inline_override_roles).
+func allowComment(rule, reason string) string {
+	return "/* ddlguard:allow " + rule + ` reason="` + reason + `" */ `
+}
+
+// partitionPlaceholder stands for each partition's name in hints.
+const partitionPlaceholder = "<partition>"
+
+var quotedPlaceholder = regexp.MustCompile(`"(` + partitionPlaceholder + `[^"]*)"`)
+
+// unquotePlaceholder undoes the deparser's quoting of the placeholder.
+func unquotePlaceholder(sql string) string { return quotedPlaceholder.ReplaceAllString(sql, "$1") }
+
+// partitionAlter is a copy of a with the placeholder as relation.
+func partitionAlter(a *pg_query.AlterTableStmt) *pg_query.AlterTableStmt {
+	return &pg_query.AlterTableStmt{Relation: &pg_query.RangeVar{Relname: partitionPlaceholder, Inh: true},
+		Objtype: a.Objtype, MissingOk: a.MissingOk}
+}
+
+// setNotNullScans: SET NOT NULL on col would check every row (the column is
+// not already NOT NULL, and on PostgreSQL 12+ no valid CHECK (col IS NOT
+// NULL) proves it).
+func (s *stmt) setNotNullScans(rel, col string) bool {
+	if s.sess.major() >= 12 && s.hasNotNullCheck(rel, col) {
+		return false
+	}
+	f, ok := s.facts.Relation(rel)
+	return !ok || !f.Columns[col].NotNull
+}
+
+// planNotNull makes col NOT NULL without a scan under ACCESS EXCLUSIVE.
+// PostgreSQL 18: a NOT VALID not-null constraint under the name SET NOT
+// NULL would give it, validated later. Before: a NOT VALID CHECK (col IS
+// NOT NULL), validated, lets SET NOT NULL skip its scan; the CHECK is then
+// dropped. Its name cannot clash with PostgreSQL 18's <table>_<col>_not_null.
+func (s *stmt) planNotNull(p *safePlan, nm names, a *pg_query.AlterTableStmt, col string) {
+	table := a.Relation.Relname
+	if s.sess.major() >= 18 {
+		name := nm.choose(table, col, "not_null")
+		p.now = append(p.now, alterTablePrefix(a)+" ADD CONSTRAINT "+quoteIdent(name)+" NOT NULL "+quoteIdent(col)+" NOT VALID")
+		p.later = append(p.later, alterCmdSQL(a, pg_query.AlterTableType_AT_ValidateConstraint, name))
+		return
+	}
+	name := nm.choose(table, col, "not_null_check")
+	check := &pg_query.Constraint{Contype: pg_query.ConstrType_CONSTR_CHECK, Conname: name, SkipValidation: true,
+		RawExpr: &pg_query.Node{Node: &pg_query.Node_NullTest{NullTest: &pg_query.NullTest{
+			Arg:          pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeStrNode(col)}, -1),
+			Nulltesttype: pg_query.NullTestType_IS_NOT_NULL, Location: -1}}}}
+	add := &pg_query.AlterTableCmd{Subtype: pg_query.AlterTableType_AT_AddConstraint,
+		Def: &pg_query.Node{Node: &pg_query.Node_Constraint{Constraint: check}}, Behavior: pg_query.DropBehavior_DROP_RESTRICT}
+	p.now = append(p.now, alterTableSQL(a, add))
+	p.later = append(p.later,
+		alterCmdSQL(a, pg_query.AlterTableType_AT_ValidateConstraint, name),
+		alterCmdSQL(a, pg_query.AlterTableType_AT_SetNotNull, col),
+		alterCmdSQL(a, pg_query.AlterTableType_AT_DropConstraint, name))
+}
+
+// alterTablePrefix is "ALTER TABLE [IF EXISTS] [ONLY] name", for statements
+// the PostgreSQL 17 deparser cannot render (PostgreSQL 18 syntax).
+func alterTablePrefix(a *pg_query.AlterTableStmt) string {
+	out := "ALTER TABLE "
+	if a.MissingOk {
+		out += "IF EXISTS "
+	}
+	if !a.Relation.Inh {
+		out += "ONLY "
+	}
+	if a.Relation.Schemaname != "" {
+		out += quoteIdent(a.Relation.Schemaname) + "."
+	}
+	return out + quoteIdent(a.Relation.Relname)
+}
+
+// planUnique builds the index CONCURRENTLY and attaches it with USING
+// INDEX. A primary key needs its columns NOT NULL first (USING INDEX would
+// otherwise set them NOT NULL with a scan under ACCESS EXCLUSIVE). A
+// partitioned table cannot build CONCURRENTLY: each partition gets its
+// constraint that way, and adding the constraint to the table then attaches
+// them without building.
+func (s *stmt) planUnique(p *safePlan, nm names, a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd, con *pg_query.Constraint) {
+	rel := rangeVarName(a.Relation)
+	table := a.Relation.Relname
+	keys, incl := stringList(con.Keys), stringList(con.Including)
+	primary := con.Contype == pg_query.ConstrType_CONSTR_PRIMARY
+	label, addition := "key", columnsPart(append(append([]string(nil), keys...), incl...))
+	if primary {
+		label, addition = "pkey", ""
+	}
+	name := con.Conname
+	if name == "" {
+		name = nm.choose(table, addition, label)
+	}
+	if primary {
+		f, _ := s.facts.Relation(rel)
+		for _, k := range keys {
+			if !f.Columns[k].NotNull {
+				s.planNotNull(p, nm, a, k)
+				p.exact = false
+			}
+		}
+	}
+	if s.isPartitioned(rel) {
+		part := partitionAlter(a)
+		partName := makeObjectName(partitionPlaceholder, addition, label)
+		p.later = append(p.later,
+			"-- "+rel+" is partitioned: an index cannot be built CONCURRENTLY on it; for each partition (replace <partition>):",
+			unquotePlaceholder(uniqueIndexSQL(part, con, partName)),
+			unquotePlaceholder(alterTableSQL(part, usingIndexCmd(con, partName))),
+			"-- then this attaches the partitions' constraints without building an index (ddlguard cannot see them, hence the allow):",
+			allowComment("add-unique-constraint", "partitions indexed")+alterTableSQL(a, withConstraint(cmd, name, false)))
+		p.exact = false
+		return
+	}
+	p.later = append(p.later, uniqueIndexSQL(a, con, name), alterTableSQL(a, usingIndexCmd(con, name)))
+}
+
+// uniqueIndexSQL is CREATE UNIQUE INDEX CONCURRENTLY for a UNIQUE or
+// PRIMARY KEY constraint: its columns, INCLUDE, NULLS NOT DISTINCT, WITH
+// and USING INDEX TABLESPACE.
+func uniqueIndexSQL(a *pg_query.AlterTableStmt, con *pg_query.Constraint, name string) string {
+	elems := func(cols []string) []*pg_query.Node {
+		out := make([]*pg_query.Node, 0, len(cols))
+		for _, c := range cols {
+			out = append(out, &pg_query.Node{Node: &pg_query.Node_IndexElem{IndexElem: &pg_query.IndexElem{Name: c,
+				Ordering: pg_query.SortByDir_SORTBY_DEFAULT, NullsOrdering: pg_query.SortByNulls_SORTBY_NULLS_DEFAULT}}})
+		}
+		return out
+	}
+	rv := proto.Clone(a.Relation).(*pg_query.RangeVar)
+	rv.Inh = true
+	ix := &pg_query.IndexStmt{Idxname: name, Relation: rv, AccessMethod: "btree", TableSpace: con.Indexspace,
+		IndexParams: elems(stringList(con.Keys)), IndexIncludingParams: elems(stringList(con.Including)),
+		Options: con.Options, Unique: true, NullsNotDistinct: con.NullsNotDistinct, Concurrent: true}
+	return deparse(&pg_query.Node{Node: &pg_query.Node_IndexStmt{IndexStmt: ix}})
+}
+
+// usingIndexCmd is ADD CONSTRAINT name UNIQUE / PRIMARY KEY USING INDEX name,
+// keeping DEFERRABLE / INITIALLY DEFERRED.
+func usingIndexCmd(con *pg_query.Constraint, name string) *pg_query.AlterTableCmd {
+	c := &pg_query.Constraint{Contype: con.Contype, Conname: name, Indexname: name,
+		Deferrable: con.Deferrable, Initdeferred: con.Initdeferred, InitiallyValid: true, Location: -1}
+	return &pg_query.AlterTableCmd{Subtype: pg_query.AlterTableType_AT_AddConstraint,
+		Def: &pg_query.Node{Node: &pg_query.Node_Constraint{Constraint: c}}, Behavior: pg_query.DropBehavior_DROP_RESTRICT}
+}
+
+// exclusionLines: an EXCLUDE constraint has no online path; the statement
+// for a quiet moment, waiting a little longer for its lock.
+func exclusionLines(a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd) []string {
+	return []string{
+		"-- EXCLUDE constraints cannot be built CONCURRENTLY or added USING INDEX: add it while " +
+			rangeVarName(a.Relation) + " is small, or in a maintenance window:",
+		"SET lock_timeout = '10s'",
+		alterTableSQL(a, cmd),
+		"RESET lock_timeout",
+	}
+}
+
+func (s *stmt) isPartitioned(rel string) bool {
+	f, ok := s.facts.Relation(rel)
+	return ok && f.Kind == 'p'
+}
+
+// checkNameColumn is the column part of the name PostgreSQL gives an
+// unnamed CHECK constraint: the column when the expression references
+// exactly one, else nothing (<table>_check).
+func checkNameColumn(expr *pg_query.Node) string {
+	if cols := exprColumns(expr); len(cols) == 1 {
+		return cols[0]
+	}
+	return ""
+}
