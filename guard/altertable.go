@@ -58,7 +58,12 @@ func (s *stmt) alterCmd(rel string, objtype pg_query.ObjectType, cmd *pg_query.A
 		pg_query.AlterTableType_AT_EnableTrigUser, pg_query.AlterTableType_AT_DisableTrig,
 		pg_query.AlterTableType_AT_DisableTrigAll, pg_query.AlterTableType_AT_DisableTrigUser:
 		return ShareRowExclusive, WorkNone
-	case pg_query.AlterTableType_AT_SetTableSpace, pg_query.AlterTableType_AT_SetLogged,
+	case pg_query.AlterTableType_AT_SetTableSpace:
+		if f, ok := s.facts.Relation(rel); ok && (f.Kind == 'p' || f.Kind == 'I') {
+			return AccessExclusive, WorkNone // only the default for future partitions
+		}
+		return AccessExclusive, WorkRewrite
+	case pg_query.AlterTableType_AT_SetLogged,
 		pg_query.AlterTableType_AT_SetUnLogged, pg_query.AlterTableType_AT_SetAccessMethod:
 		return AccessExclusive, WorkRewrite
 	case pg_query.AlterTableType_AT_AttachPartition:
@@ -132,12 +137,17 @@ func (s *stmt) addColumnWork(rel string, cd *pg_query.ColumnDef) Work {
 	hasDefault := false
 	for _, c := range cd.Constraints {
 		con := c.GetConstraint()
+		if con != nil && con.Contype == pg_query.ConstrType_CONSTR_DEFAULT && !isNullConst(con.RawExpr) {
+			hasDefault = true
+		}
+	}
+	for _, c := range cd.Constraints {
+		con := c.GetConstraint()
 		if con == nil {
 			continue
 		}
 		switch con.Contype {
 		case pg_query.ConstrType_CONSTR_DEFAULT:
-			hasDefault = true
 			if volatileExpr(con.RawExpr) {
 				work = WorkRewrite
 			}
@@ -151,7 +161,9 @@ func (s *stmt) addColumnWork(rel string, cd *pg_query.ColumnDef) Work {
 			if con.Pktable != nil {
 				s.lock(rangeVarName(con.Pktable), ShareRowExclusive, WorkNone)
 			}
-			work = max(work, WorkScan)
+			if hasDefault { // without a default every row is NULL: PostgreSQL skips the check
+				work = max(work, WorkScan)
+			}
 		case pg_query.ConstrType_CONSTR_NOTNULL:
 			// Checked against every existing row unless a default fills them.
 			work = max(work, WorkScan)
@@ -162,6 +174,15 @@ func (s *stmt) addColumnWork(rel string, cd *pg_query.ColumnDef) Work {
 		work = WorkNone
 	}
 	return work
+}
+
+// isNullConst reports whether an expression is the NULL constant (possibly cast).
+func isNullConst(n *pg_query.Node) bool {
+	for n.GetTypeCast() != nil {
+		n = n.GetTypeCast().Arg
+	}
+	c := n.GetAConst()
+	return c != nil && c.Isnull
 }
 
 func onlyNotNull(cd *pg_query.ColumnDef) bool {
@@ -361,6 +382,8 @@ func binaryCoercible(from, to string, sess *Session) bool {
 	switch {
 	case (fbase == "character varying" || fbase == "text") && tbase == "text":
 		return true
+	case fbase == "text" && tbase == "character varying" && tm[2] == "":
+		return true
 	case fbase == "character varying" && tbase == "character varying":
 		return tm[2] == "" || (fm[2] != "" && num(tm[2]) >= num(fm[2]))
 	case fbase == "bit varying" && tbase == "bit varying":
@@ -371,7 +394,7 @@ func binaryCoercible(from, to string, sess *Session) bool {
 		}
 		return fm[2] != "" && num(tm[2]) >= num(fm[2]) && num(tm[3]) == num(fm[3])
 	case fbase == "timestamp without time zone" && tbase == "timestamp with time zone":
-		tz := strings.ToUpper(sess.TimeZone)
+		tz := strings.ToUpper(sess.timeZone())
 		return sess.major() >= 12 && (tz == "UTC" || tz == "ETC/UTC" || tz == "GMT" || tz == "Z")
 	case fbase == "cidr" && tbase == "inet":
 		return true

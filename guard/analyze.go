@@ -14,7 +14,8 @@ type stmt struct {
 	kind    string
 	locks   []Lock
 	effects Effects
-	// concurrently: a CONCURRENTLY form (cannot run in a transaction block).
+	// concurrently: a CONCURRENTLY form (all but REFRESH MATERIALIZED VIEW
+	// CONCURRENTLY cannot run in a transaction block).
 	concurrently bool
 	sess         *Session
 	facts        Facts
@@ -73,15 +74,21 @@ func (s *stmt) analyze() {
 		s.kind = "CLUSTER"
 		if rv := n.GetClusterStmt().Relation; rv != nil {
 			s.lock(rangeVarName(rv), AccessExclusive, WorkRewrite)
+		} else {
+			s.lock(allRelations, AccessExclusive, WorkRewrite)
 		}
 	case n.GetRefreshMatViewStmt() != nil:
 		r := n.GetRefreshMatViewStmt()
 		s.kind = "REFRESH MATERIALIZED VIEW"
+		work := WorkRewrite
+		if r.SkipData {
+			work = WorkTruncate // WITH NO DATA: emptied, the query does not run
+		}
 		if r.Concurrent {
-			s.concurrently = true
-			s.lock(rangeVarName(r.Relation), Exclusive, WorkRewrite)
+			s.concurrently = true // allowed in a transaction block, unlike the others
+			s.lock(rangeVarName(r.Relation), Exclusive, work)
 		} else {
-			s.lock(rangeVarName(r.Relation), AccessExclusive, WorkRewrite)
+			s.lock(rangeVarName(r.Relation), AccessExclusive, work)
 		}
 	case n.GetLockStmt() != nil:
 		l := n.GetLockStmt()
@@ -134,7 +141,7 @@ func (s *stmt) analyze() {
 		case "timezone":
 			if len(v.Args) == 1 {
 				if c := v.Args[0].GetAConst(); c != nil && c.GetSval() != nil {
-					s.effects.SetTimeZone = c.GetSval().Sval
+					s.effects.SetTimeZone, s.effects.Local = c.GetSval().Sval, v.IsLocal
 				}
 			}
 		case "lock_timeout":
@@ -327,7 +334,14 @@ func (s *stmt) analyzeVacuum(v *pg_query.VacuumStmt) {
 			s.lock(rangeVarName(vr.Relation), mode, work)
 		}
 	}
+	if len(v.Rels) == 0 {
+		s.lock(allRelations, mode, work)
+	}
 }
+
+// allRelations stands for "every table of the database" (VACUUM FULL or
+// CLUSTER without a table list).
+const allRelations = "*"
 
 func defElemTrue(d *pg_query.DefElem) bool {
 	if d.Arg == nil {

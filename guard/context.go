@@ -14,8 +14,9 @@ type Session struct {
 	// InTransaction: an explicit transaction block is open before the
 	// statement.
 	InTransaction bool
-	// TimeZone is the session's TimeZone setting ("" when unknown).
-	TimeZone string
+	// TimeZone is the session's TimeZone setting ("" when unknown);
+	// LocalTimeZone a SET LOCAL value for the current transaction.
+	TimeZone, LocalTimeZone string
 	// Database and Role select per-database and per-role configuration.
 	Database, Role string
 	// Tx is what the open transaction has done so far.
@@ -103,8 +104,26 @@ func (s *Session) isNew(relation string) bool {
 // or when the server reports the session idle).
 func (s *Session) EndTransaction() {
 	s.InTransaction = false
+	s.endImplicit()
+}
+
+// endImplicit forgets what a transaction did when none is open: after each
+// autocommit statement (or query string), transaction-local state ends.
+func (s *Session) endImplicit() {
+	if s.InTransaction {
+		return
+	}
 	s.Tx = TxState{}
 	s.LockTimeoutLocal = false
+	s.LocalTimeZone = ""
+}
+
+// timeZone is the TimeZone in effect.
+func (s *Session) timeZone() string {
+	if s.LocalTimeZone != "" {
+		return s.LocalTimeZone
+	}
+	return s.TimeZone
 }
 
 // HasLockTimeout reports whether the session has its own lock_timeout in
@@ -148,14 +167,17 @@ func (s *Session) Observe(d *Decision) {
 	for _, c := range e.NotValid {
 		addTo(&s.Tx.NotValid, c)
 	}
-	if e.SetTimeZone != "" {
-		s.TimeZone = e.SetTimeZone
+	switch {
+	case e.SetTimeZone != "" && e.Local:
+		s.LocalTimeZone = e.SetTimeZone
+	case e.SetTimeZone != "":
+		s.TimeZone, s.LocalTimeZone = e.SetTimeZone, ""
 	}
 	switch e.LockTimeout {
 	case LockTimeoutSet:
 		s.LockTimeoutSet = true
 	case LockTimeoutSetLocal:
-		s.LockTimeoutLocal = s.InTransaction
+		s.LockTimeoutLocal = true
 	case LockTimeoutReset:
 		s.LockTimeoutSet, s.LockTimeoutLocal = false, false
 	}
@@ -180,8 +202,9 @@ type Effects struct {
 	Dropped []string
 	// NotValid are constraints added NOT VALID, as "relation.constraint".
 	NotValid []string
-	// SetTimeZone is the TimeZone a SET statement sets.
+	// SetTimeZone is the TimeZone a SET statement sets; Local: SET LOCAL.
 	SetTimeZone string
+	Local       bool
 	// LockTimeout is what the statement does to lock_timeout.
 	LockTimeout LockTimeoutEffect
 }

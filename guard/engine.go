@@ -80,7 +80,7 @@ func (g *Guard) Relations(sql string) []string {
 		s := stmt{parsedStmt: ps, sess: &sess, facts: NoFacts{}}
 		s.analyze()
 		for _, l := range s.locks {
-			if l.Mode >= Share || l.Work.Slow() {
+			if (l.Mode >= Share || l.Work.Slow()) && l.Relation != allRelations {
 				out = appendUnique(out, l.Relation)
 			}
 		}
@@ -109,9 +109,7 @@ func (g *Guard) Decide(sql string, sess *Session, facts Facts) Result {
 	p := g.cache.get(sql)
 	res := Result{Parsed: true, Statements: make([]Decision, 0, len(p.stmts))}
 	cur := sess.clone()
-	if !cur.InTransaction {
-		cur.Tx = TxState{}
-	}
+	cur.endImplicit()
 	multi := len(p.stmts) > 1
 	for _, ps := range p.stmts {
 		d := g.decide(ps, &cur, facts, cur.InTransaction || multi)
@@ -305,15 +303,11 @@ func (g *Guard) DecideScript(sql string, sess *Session, facts Facts) []Decision 
 	p := g.cache.get(sql)
 	out := make([]Decision, 0, len(p.stmts))
 	for _, ps := range p.stmts {
-		if !sess.InTransaction {
-			sess.Tx = TxState{}
-		}
+		sess.endImplicit()
 		d := g.decide(ps, sess, facts, sess.InTransaction)
 		out = append(out, d)
 		sess.Observe(&d)
-		if !sess.InTransaction {
-			sess.Tx = TxState{}
-		}
+		sess.endImplicit()
 	}
 	return out
 }

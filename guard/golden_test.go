@@ -224,6 +224,8 @@ func parseFacts(t *testing.T, val string) (string, RelationFacts) {
 			f.HasDefaultPartition = true
 		case k == "kind":
 			f.Kind = v[0]
+		case k == "table":
+			f.Table = v
 		default:
 			t.Fatalf("unknown fact %q", tok)
 		}

@@ -1,0 +1,46 @@
+package guard
+
+import (
+	"strings"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
+)
+
+// addColumnInlineConstraintRule: ADD COLUMN with an inline CHECK, UNIQUE,
+// PRIMARY KEY or (on a column the existing rows get a value for)
+// REFERENCES checks every row or builds an index while it holds ACCESS
+// EXCLUSIVE. The plain column and the constraint added the online way
+// (NOT VALID + VALIDATE, CREATE UNIQUE INDEX CONCURRENTLY + USING INDEX)
+// reach the same end state.
+type addColumnInlineConstraintRule struct{}
+
+func init() { register(addColumnInlineConstraintRule{}) }
+
+func (addColumnInlineConstraintRule) ID() string        { return "add-column-inline-constraint" }
+func (addColumnInlineConstraintRule) DefaultMode() Mode { return Enforce }
+func (addColumnInlineConstraintRule) Relaxable() bool   { return true }
+
+func (addColumnInlineConstraintRule) Check(s *Statement) *Finding {
+	a, cmds := s.alterTableCmds()
+	if a == nil {
+		return nil
+	}
+	rel := rangeVarName(a.Relation)
+	if !s.existing(rel) || !s.lockOn(rel).Work.Slow() {
+		return nil
+	}
+	var whys []string
+	for _, cmd := range cmds {
+		if cmd.Subtype != pg_query.AlterTableType_AT_AddColumn {
+			continue
+		}
+		if why := newColumnAdd(a, cmd).inlineWhy(); why != "" {
+			whys = append(whys, why)
+		}
+	}
+	if len(whys) == 0 {
+		return nil
+	}
+	return s.finding(rel, "while it "+strings.Join(whys, ", and "),
+		strings.Join(planAlterTable(s, a, cmds, false), "\n"))
+}
