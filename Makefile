@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all help deps build test demo fmt clean
+.PHONY: all help deps build test fuzz demo fmt clean
 
 all: build
 
@@ -16,7 +16,8 @@ help:
 	@echo 'targets:'
 	@echo '  deps   install system packages the tests/demo need (scripts/install-deps.sh)'
 	@echo '  build  build $(BIN) (version $(VERSION))'
-	@echo '  test   deps, go vet, then all tests against real PostgreSQL'
+	@echo '  test   deps, go vet, all tests against real PostgreSQL, short fuzz runs'
+	@echo '  fuzz   fuzz targets for FUZZTIME each (default 5s)'
 	@echo '  demo   deps, build, then ./$(BIN) demo'
 	@echo '  fmt    gofmt all Go files'
 	@echo '  clean  remove build and coverage outputs'
@@ -27,9 +28,20 @@ deps:
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/ddlguard
 
+# Short fuzz runs of the decoders and the guard (longer: FUZZTIME=10m make fuzz).
+FUZZTIME ?= 5s
+FUZZ_TARGETS := ./guard:FuzzDecide ./guard:FuzzMightBeGuarded ./proxy:FuzzCopyFrames ./proxy:FuzzStartupPacket
+
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+	$(MAKE) --no-print-directory fuzz
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
+	done
 
 demo: deps build
 	./$(BIN) demo

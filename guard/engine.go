@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"sync/atomic"
 	"regexp"
 	"strings"
 )
@@ -51,6 +52,22 @@ type Statement = stmt
 type Guard struct {
 	cfg   Config
 	cache *parseCache
+	stats struct{ parseErrors, unchecked atomic.Int64 }
+}
+
+// Stats are the guard's counters since it was created.
+type Stats struct {
+	// ParseErrors counts statements the parser could not read (usually
+	// syntax errors the server reports itself), Unchecked those of them that
+	// looked like DDL and ran with the lock timeout unchecked.
+	ParseErrors, Unchecked int64
+	// CachedTexts is the number of query strings in the parse cache.
+	CachedTexts int
+}
+
+// Stats returns the guard's counters.
+func (g *Guard) Stats() Stats {
+	return Stats{ParseErrors: g.stats.parseErrors.Load(), Unchecked: g.stats.unchecked.Load(), CachedTexts: g.cache.len()}
 }
 
 // New returns a Guard for cfg (start from DefaultConfig).
@@ -125,7 +142,9 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 	d := Decision{Statement: ps.text, Location: ps.loc, Length: ps.length}
 	if ps.node == nil {
 		d.ParseError = ps.parseErr
+		g.stats.parseErrors.Add(1)
 		if MightBeGuarded(ps.text) && startsLikeDDL(ps.text) {
+			g.stats.unchecked.Add(1)
 			// Valid on a newer server perhaps (PostgreSQL 18 syntax), but
 			// unreadable here: run it, with the lock timeout, and say so.
 			d.Unchecked, d.Action, d.Kind = true, Timeout, "unparsed"

@@ -66,6 +66,11 @@ func TestUnparseableStatements(t *testing.T) {
 		{"SELEC 1", []Action{Allow}, []bool{false}},
 		{"CREATE INDEX t_a_idx ON t (a) WHERE", []Action{Timeout}, []bool{true}},
 	}
+	defer func() {
+		if st := g.Stats(); st.ParseErrors != 5 || st.Unchecked != 4 {
+			t.Errorf("stats %+v, want 5 parse errors of which 4 unchecked", st)
+		}
+	}()
 	for _, c := range cases {
 		r := g.Decide(c.sql, &Session{}, nil)
 		if len(r.Statements) != len(c.want) {
