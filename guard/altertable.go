@@ -89,11 +89,18 @@ func (s *stmt) alterCmd(rel string, objtype pg_query.ObjectType, cmd *pg_query.A
 		return AccessExclusive, WorkNone
 	case pg_query.AlterTableType_AT_DetachPartitionFinalize:
 		return ShareUpdateExclusive, WorkNone
-	case pg_query.AlterTableType_AT_AddInherit, pg_query.AlterTableType_AT_DropInherit:
+	case pg_query.AlterTableType_AT_AddInherit:
 		if parent := cmd.Def.GetRangeVar(); parent != nil {
 			s.lock(rangeVarName(parent), ShareUpdateExclusive, WorkNone)
 		}
 		return AccessExclusive, WorkNone
+	case pg_query.AlterTableType_AT_DropInherit:
+		if parent := cmd.Def.GetRangeVar(); parent != nil {
+			s.lock(rangeVarName(parent), AccessShare, WorkNone)
+		}
+		return AccessExclusive, WorkNone
+	case pg_query.AlterTableType_AT_SetExpression:
+		return AccessExclusive, WorkRewrite
 	}
 	// Everything else PostgreSQL does under ACCESS EXCLUSIVE without
 	// touching the data: DROP COLUMN, SET/DROP DEFAULT, DROP NOT NULL,
@@ -282,13 +289,41 @@ func (s *stmt) addConstraint(rel string, con *pg_query.Constraint) (LockMode, Wo
 		return AccessExclusive, WorkScan
 	case pg_query.ConstrType_CONSTR_UNIQUE, pg_query.ConstrType_CONSTR_PRIMARY:
 		if con.Indexname != "" {
-			return AccessExclusive, WorkNone // USING INDEX: the index exists
+			// USING INDEX: the index exists; a primary key still sets NOT
+			// NULL on its columns, which scans unless they already are.
+			if con.Contype == pg_query.ConstrType_CONSTR_PRIMARY && !s.indexColumnsNotNull(rel, con) {
+				return AccessExclusive, WorkScan
+			}
+			return AccessExclusive, WorkNone
 		}
 		return AccessExclusive, WorkIndexBuild
 	case pg_query.ConstrType_CONSTR_EXCLUSION:
 		return AccessExclusive, WorkIndexBuild
 	}
 	return AccessExclusive, WorkNone
+}
+
+// indexColumnsNotNull: facts show every column of the constraint NOT NULL.
+// For USING INDEX the statement does not list the columns: facts must list
+// them as the index's (RelationFacts.Columns of the index).
+func (s *stmt) indexColumnsNotNull(rel string, con *pg_query.Constraint) bool {
+	cols := stringList(con.Keys)
+	if len(cols) == 0 {
+		if f, ok := s.facts.Relation(con.Indexname); ok {
+			for c := range f.Columns {
+				cols = append(cols, c)
+			}
+		}
+	}
+	if len(cols) == 0 {
+		return false
+	}
+	for _, c := range cols {
+		if !s.columnNotNull(rel, c) {
+			return false
+		}
+	}
+	return true
 }
 
 // columnNotNull reports whether facts show the column already NOT NULL.

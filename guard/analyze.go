@@ -85,8 +85,10 @@ func (s *stmt) analyze() {
 			work = WorkTruncate // WITH NO DATA: emptied, the query does not run
 		}
 		if r.Concurrent {
+			// Runs the query and applies the difference in place: reads
+			// continue, writes wait for the whole run.
 			s.concurrently = true // allowed in a transaction block, unlike the others
-			s.lock(rangeVarName(r.Relation), Exclusive, work)
+			s.lock(rangeVarName(r.Relation), Exclusive, WorkScan)
 		} else {
 			s.lock(rangeVarName(r.Relation), AccessExclusive, work)
 		}
@@ -156,6 +158,16 @@ func (s *stmt) analyze() {
 		if c.Into != nil && c.Into.Rel != nil {
 			s.created(c.Into.Rel)
 		}
+	case n.GetAlterSeqStmt() != nil:
+		a := n.GetAlterSeqStmt()
+		s.kind = "ALTER SEQUENCE"
+		work := WorkNone
+		for _, o := range a.Options {
+			if d := o.GetDefElem(); d != nil && d.Defname != "owned_by" {
+				work = WorkTruncate // a changed sequence gets new storage
+			}
+		}
+		s.lock(rangeVarName(a.Sequence), ShareRowExclusive, work)
 	case n.GetExplainStmt() != nil:
 		s.kind = "EXPLAIN"
 	case n.GetViewStmt() != nil:
@@ -309,6 +321,11 @@ func (s *stmt) analyzeReindex(r *pg_query.ReindexStmt) {
 		if t := s.indexTable(name); t != "" {
 			s.lock(t, Share, WorkIndexBuild)
 		}
+	case r.Kind == pg_query.ReindexObjectType_REINDEX_OBJECT_TABLE:
+		// SHARE on the table, but ACCESS EXCLUSIVE on every index while it
+		// is rebuilt, and planning any query opens all of them: in effect
+		// the table is closed to reads and writes.
+		s.lock(name, AccessExclusive, WorkIndexBuild)
 	default:
 		s.lock(name, Share, WorkIndexBuild)
 	}

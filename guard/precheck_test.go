@@ -363,33 +363,49 @@ func FuzzMightBeGuarded(f *testing.F) {
 }
 
 // TestMightBeGuardedExhaustive compares the pre-check with the real parser
-// on every short string over an alphabet of the bytes that matter to the
-// lexer, spliced into templates around a DROP: wherever the result is valid
-// SQL, the pre-check must find the DROP exactly when the parser finds it
-// (unless a backslash makes the answer conservatively true).
+// on every short string w over an alphabet of the bytes that matter to the
+// lexer, spliced into templates around a DROP (w is also repeated or
+// mirrored after the DROP, so that what opens before it can close after
+// it): wherever the result is valid SQL, the pre-check must find the DROP
+// exactly when the parser finds it (unless a backslash makes the answer
+// conservatively true).
 func TestMightBeGuardedExhaustive(t *testing.T) {
 	const alphabet = "'\"$E\\;-/*\r\na1"
+	same := func(w string) string { return w }
+	mirror := func(w string) string {
+		b := []byte(w)
+		for i, j := 0, len(b)-1; i < j; i, j = i+1, j-1 {
+			b[i], b[j] = b[j], b[i]
+		}
+		return string(b)
+	}
+	none := func(string) string { return "" }
 	templates := []struct {
-		before, after string
-		maxLen        int
+		before, mid, after string
+		tail               func(string) string
+		maxLen             int
 	}{
-		{"SELECT 1", "DROP TABLE x", 5},
-		{"SELECT ", ";DROP TABLE x", 5},
-		{"SELECT $$", "$$;DROP TABLE x", 4},
-		{"SELECT E'", "';DROP TABLE x", 4},
-		{"SELECT 1 AS \"", "\";DROP TABLE x", 4},
-		{"SELECT 1 /*", "*/;DROP TABLE x", 4},
+		{"SELECT 1", "DROP TABLE x", "", none, 5},
+		{"SELECT ", ";DROP TABLE x", "", none, 5},
+		{"SELECT ", ";DROP TABLE x;", "", same, 4},
+		{"SELECT 1", ";DROP TABLE x;", "", mirror, 4},
+		{"SELECT 1", "DROP TABLE x", "", same, 4},
+		{"SELECT $$", "$$;DROP TABLE x", "", none, 4},
+		{"SELECT E'", "';DROP TABLE x", "", none, 4},
+		{"SELECT 1 AS \"", "\";DROP TABLE x", "", none, 4},
+		{"SELECT 1 /*", "*/;DROP TABLE x", "", none, 4},
+		{"SELECT E'", ";DROP TABLE x", "'", same, 3},
 	}
 	for _, tpl := range templates {
 		maxLen := tpl.maxLen
 		if testing.Short() {
-			maxLen = 3
+			maxLen = min(maxLen, 3)
 		}
 		var valid, guarded int
 		w := make([]byte, 0, maxLen)
 		var walk func()
 		walk = func() {
-			s := tpl.before + string(w) + tpl.after
+			s := tpl.before + string(w) + tpl.mid + tpl.tail(string(w)) + tpl.after
 			if want, ok := precheckParserGuarded(s); ok {
 				valid++
 				if want {
@@ -410,6 +426,6 @@ func TestMightBeGuardedExhaustive(t *testing.T) {
 			}
 		}
 		walk()
-		t.Logf("%q...%q: %d valid strings, %d guarded", tpl.before, tpl.after, valid, guarded)
+		t.Logf("%q w %q tail(w) %q: %d valid strings, %d guarded", tpl.before, tpl.mid, tpl.after, valid, guarded)
 	}
 }
