@@ -2,9 +2,9 @@ package guard
 
 import (
 	"fmt"
-	"sync/atomic"
 	"regexp"
 	"strings"
+	"sync/atomic"
 )
 
 // Rule is one entry of the rule catalogue: a small type in its own file,

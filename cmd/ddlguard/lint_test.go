@@ -102,7 +102,7 @@ func TestLintMachineFormats(t *testing.T) {
 		Runs    []struct {
 			Tool struct {
 				Driver struct {
-					Name  string `json:"name"`
+					Name  string                `json:"name"`
 					Rules []struct{ ID string } `json:"rules"`
 				} `json:"driver"`
 			} `json:"tool"`
@@ -140,11 +140,11 @@ func TestLintMachineFormats(t *testing.T) {
 
 func TestGuardConfigErrorsNameTheField(t *testing.T) {
 	cases := map[string]string{
-		"guard:\n  rules:\n    no-such-rule:\n      mode: warn\n":                "guard.rules.no-such-rule: unknown rule",
+		"guard:\n  rules:\n    no-such-rule:\n      mode: warn\n":                  "guard.rules.no-such-rule: unknown rule",
 		"guard:\n  rules:\n    create-index-not-concurrently:\n      mode: loud\n": "guard.rules.create-index-not-concurrently.mode",
-		"guard:\n  lock_timeout: 0s\n":                                           "guard.lock_timeout: must be greater than zero",
-		"guard:\n  roles:\n    app:\n      rules:\n        nope: {mode: off}\n":   "guard.roles.app.rules.nope: unknown rule",
-		"guard:\n  inline_override_roles: migrator\n":                           "guard.inline_override_roles (line 3): expected a list",
+		"guard:\n  lock_timeout: 0s\n":                                             "guard.lock_timeout: must be greater than zero",
+		"guard:\n  roles:\n    app:\n      rules:\n        nope: {mode: off}\n":    "guard.roles.app.rules.nope: unknown rule",
+		"guard:\n  inline_override_roles: migrator\n":                              "guard.inline_override_roles (line 3): expected a list",
 	}
 	for body, want := range cases {
 		path := writeConfig(t, "upstream: db:5432\n"+body)
