@@ -30,16 +30,20 @@ func (dropColumnRule) Check(s *Statement) *Finding {
 	}
 	var cols []string
 	cascade := false
-	sql := deparse(s.node)
 	for _, c := range cmds {
 		if c.Subtype == pg_query.AlterTableType_AT_DropColumn {
 			cols = append(cols, c.Name)
 			cascade = cascade || c.Behavior == pg_query.DropBehavior_DROP_CASCADE
-			sql = dropColumnKeyword(sql, c)
 		}
 	}
 	if len(cols) == 0 {
 		return nil
+	}
+	sql := deparse(s.node)
+	for _, c := range cmds {
+		if c.Subtype == pg_query.AlterTableType_AT_DropColumn {
+			sql = dropColumnKeyword(sql, c)
+		}
 	}
 	qualified := make([]string, len(cols))
 	for i, c := range cols {

@@ -3,6 +3,8 @@ package guard
 import (
 	"fmt"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -138,15 +140,30 @@ func quoteIdent(s string) string {
 }
 
 // needsKeywordQuote reports whether s is a keyword that cannot be used as a
-// bare column name.
+// bare column name. Answers are cached (identifiers repeat); the cache stops
+// growing at keywordCacheMax entries.
 func needsKeywordQuote(s string) bool {
-	res, err := pg_query.Scan(s)
-	if err != nil || len(res.Tokens) != 1 {
-		return true
+	if v, ok := keywordCache.Load(s); ok {
+		return v.(bool)
 	}
-	k := res.Tokens[0].KeywordKind
-	return k != pg_query.KeywordKind_NO_KEYWORD && k != pg_query.KeywordKind_UNRESERVED_KEYWORD
+	res, err := pg_query.Scan(s)
+	quote := err != nil || len(res.Tokens) != 1
+	if !quote {
+		k := res.Tokens[0].KeywordKind
+		quote = k != pg_query.KeywordKind_NO_KEYWORD && k != pg_query.KeywordKind_UNRESERVED_KEYWORD
+	}
+	if keywordCacheLen.Add(1) <= keywordCacheMax {
+		keywordCache.Store(s, quote)
+	}
+	return quote
 }
+
+const keywordCacheMax = 10000
+
+var (
+	keywordCache    sync.Map
+	keywordCacheLen atomic.Int64
+)
 
 // quoteName quotes each part of a dotted relation name.
 func quoteName(name string) string {
