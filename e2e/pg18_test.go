@@ -374,6 +374,10 @@ try:
     print("finished", flush=True)
 except KeyboardInterrupt:
     print("interrupted", flush=True)
+    # psycopg 3.1 may re-raise before reading the cancelled query's result;
+    # drain it so libpq is idle again (nothing to drain otherwise).
+    while conn.pgconn.get_result() is not None:
+        pass
 print("after", conn.execute("SELECT 1").fetchone()[0], flush=True)
 conn.close()
 `

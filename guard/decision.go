@@ -65,6 +65,9 @@ type Finding struct {
 	// RewriteOutsideTxOnly: the rewrite cannot run inside a transaction
 	// block (it uses CONCURRENTLY or several transactions).
 	RewriteOutsideTxOnly bool
+	// Override is the reason given in an inline ddlguard:allow comment that
+	// turned this finding into a warning ("" when none).
+	Override string
 }
 
 // Decision is the guard's answer for one statement.
@@ -93,6 +96,9 @@ type Decision struct {
 	Effects Effects
 	// LockTimeout is the lock_timeout to run it with (Timeout and Rewrite).
 	LockTimeout time.Duration
+	// InBlock: the statement runs inside an explicit transaction block
+	// (opened before it, in the session or earlier in the same string).
+	InBlock bool
 }
 
 // Result is the guard's answer for a whole query string.

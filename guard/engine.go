@@ -2,6 +2,8 @@ package guard
 
 import (
 	"fmt"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -114,6 +116,22 @@ func appendUnique(list []string, s string) []string {
 	return append(list, s)
 }
 
+// NeedsDecision reports, without parsing and without allocating, whether
+// Decide would look at sql at all: false means Decide returns plain allow.
+// Callers holding sql in a transient buffer can use it before copying.
+func NeedsDecision(sql string, sess *Session) bool {
+	return MightBeGuarded(sql) || sess.holdsAccessExclusive()
+}
+
+// Normalize returns sql with literals replaced by placeholders (for logs).
+func Normalize(sql string) string {
+	out, err := pg_query.Normalize(sql)
+	if err != nil {
+		return "(unparseable statement)"
+	}
+	return out
+}
+
 // Decide returns the decision for every statement of sql. sess is the
 // session before sql runs and is not modified; facts may be NoFacts{}.
 func (g *Guard) Decide(sql string, sess *Session, facts Facts) Result {
@@ -139,7 +157,7 @@ func (g *Guard) Decide(sql string, sess *Session, facts Facts) Result {
 
 // decide decides one statement.
 func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) Decision {
-	d := Decision{Statement: ps.text, Location: ps.loc, Length: ps.length}
+	d := Decision{Statement: ps.text, Location: ps.loc, Length: ps.length, InBlock: sess.InTransaction}
 	if ps.node == nil {
 		d.ParseError = ps.parseErr
 		g.stats.parseErrors.Add(1)
@@ -185,7 +203,7 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 		f.Rule, f.Mode = r.ID(), rc.Mode
 		if reason, ok := allowed[r.ID()]; ok {
 			if g.cfg.Lint || g.cfg.mayOverrideInline(sess.Role) {
-				f.Mode = Warn
+				f.Mode, f.Override = Warn, reason
 				f.Message += fmt.Sprintf(" (allowed by inline override: %s)", reason)
 			}
 		}

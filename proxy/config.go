@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/ddlguard/ddlguard/guard"
 )
 
 // UpstreamTLSMode says how ddlguard secures its connection to the upstream
@@ -81,6 +83,9 @@ type Config struct {
 
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger
+
+	// Guard decides statements; nil relays every statement untouched.
+	Guard *guard.Guard
 }
 
 // withDefaults returns c with zero fields replaced by their defaults.

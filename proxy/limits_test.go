@@ -19,16 +19,18 @@ func frame(typ byte, body []byte) []byte {
 	return append(b, body...)
 }
 
-// copyAll runs copyFrames over in and returns what it wrote and the hook calls.
+// copyAll runs a pump over in and returns what it wrote and the hook calls.
 func copyAll(in []byte, limit int, inspect *[256]bool) (out []byte, seen []string, err error) {
 	var buf bytes.Buffer
 	var n atomic.Int64
 	w := bufio.NewWriterSize(&buf, relayBufferSize)
-	_, _, err = copyFrames(bufio.NewReaderSize(bytes.NewReader(in), relayBufferSize), w, limit, "client", inspect,
-		func(typ byte, body []byte) bool {
+	p := pump{r: bufio.NewReaderSize(bytes.NewReader(in), relayBufferSize), w: w, limit: limit, side: "client",
+		inspect: inspect, counter: &n,
+		hook: func(typ byte, body []byte) (frameAction, []byte) {
 			seen = append(seen, string(typ)+":"+string(body[:min(len(body), 8)]))
-			return false
-		}, &n)
+			return forwardFrame, nil
+		}}
+	_, _, err = p.run()
 	w.Flush()
 	return buf.Bytes(), seen, err
 }
@@ -86,7 +88,7 @@ func TestCopyFramesTruncated(t *testing.T) {
 	}
 }
 
-// Whatever the bytes, copyFrames never panics, never forwards more than it
+// Whatever the bytes, a pump never panics, never forwards more than it
 // read, and forwards only whole frames it accepted (plus, for a streamed
 // frame cut short, a prefix of it).
 func FuzzCopyFrames(f *testing.F) {

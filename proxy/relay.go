@@ -26,10 +26,12 @@ import (
 var clientInspect, upstreamInspect [256]bool
 
 func init() {
-	for _, t := range []byte{'Q', 'S', 'F', 'E', 'X'} { // Query, Sync, FunctionCall, Execute, Terminate
+	// Query, Parse, Sync, FunctionCall, Execute, Terminate
+	for _, t := range []byte{'Q', 'P', 'S', 'F', 'E', 'X'} {
 		clientInspect[t] = true
 	}
-	for _, t := range []byte{'Z', 'S'} { // ReadyForQuery, ParameterStatus
+	// ReadyForQuery, ParameterStatus, ErrorResponse
+	for _, t := range []byte{'Z', 'S', 'E'} {
 		upstreamInspect[t] = true
 	}
 }
@@ -72,13 +74,35 @@ func (e *readError) Unwrap() error  { return e.err }
 func (e *writeError) Error() string { return "write: " + e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
-// copyFrames relays frames from r to w until a read or write fails or hook
-// asks to stop after the frame it was given (which is then forwarded and
-// flushed). It returns the type of the last frame relayed whole and whether
-// the failure left a frame half-written.
-func copyFrames(r *bufio.Reader, w *bufio.Writer, limit int, side string,
-	inspect *[256]bool, hook func(typ byte, body []byte) bool, counter *atomic.Int64,
-) (last byte, midFrame bool, err error) {
+// frameAction is a hook's verdict on one frame.
+type frameAction int8
+
+const (
+	forwardFrame frameAction = iota // forward the frame unchanged
+	replaceFrame                    // forward the returned bytes instead (may be several frames)
+	dropFrame                       // forward nothing
+	stopAfter                       // forward the frame, flush, and stop the pump
+)
+
+// pump is one direction of the relay.
+type pump struct {
+	r       *bufio.Reader
+	w       *bufio.Writer
+	limit   int
+	side    string
+	inspect *[256]bool
+	// inspectAll, when set, passes every frame to the hook (while ddlguard
+	// diverts responses or has notices to deliver).
+	inspectAll *atomic.Bool
+	hook       func(typ byte, body []byte) (frameAction, []byte)
+	counter    *atomic.Int64
+}
+
+// run relays frames until a read or write fails or the hook says stop. It
+// returns the type of the last frame relayed whole and whether the failure
+// left a frame half-written.
+func (p *pump) run() (last byte, midFrame bool, err error) {
+	r, w := p.r, p.w
 	var scratch []byte
 	for {
 		if r.Buffered() == 0 {
@@ -86,48 +110,54 @@ func copyFrames(r *bufio.Reader, w *bufio.Writer, limit int, side string,
 				return last, false, &writeError{err}
 			}
 		}
-		typ, n, err := readFrameHeader(r, limit, side)
+		typ, n, err := readFrameHeader(r, p.limit, p.side)
 		if err != nil {
 			return last, false, &readError{err}
 		}
 		size := 5 + n
-		switch {
-		case size <= r.Size():
-			frame, err := r.Peek(size)
-			if err != nil {
-				return last, false, &readError{unexpectedEOF(err)}
-			}
-			stop := inspect[typ] && hook(typ, frame[5:])
-			if _, err := w.Write(frame); err != nil {
-				return last, true, &writeError{err}
-			}
-			r.Discard(size)
-			if stop {
-				counter.Add(int64(size))
-				return typ, false, flushed(w)
-			}
-		case inspect[typ]:
-			if cap(scratch) < size {
-				scratch = make([]byte, size)
-			}
-			frame := scratch[:size]
-			if _, err := io.ReadFull(r, frame); err != nil {
-				return last, false, &readError{unexpectedEOF(err)}
-			}
-			stop := hook(typ, frame[5:])
-			if _, err := w.Write(frame); err != nil {
-				return last, true, &writeError{err}
-			}
-			if stop {
-				counter.Add(int64(size))
-				return typ, false, flushed(w)
-			}
-		default:
+		inspect := p.inspect[typ] || (p.inspectAll != nil && p.inspectAll.Load())
+		if !inspect && size > r.Size() {
 			if err := streamFrame(r, w, size); err != nil {
 				return last, true, err
 			}
+			p.counter.Add(int64(size))
+			last = typ
+			continue
 		}
-		counter.Add(int64(size))
+		var frame []byte
+		peeked := size <= r.Size()
+		if peeked {
+			frame, err = r.Peek(size)
+		} else {
+			if cap(scratch) < size {
+				scratch = make([]byte, size)
+			}
+			frame = scratch[:size]
+			_, err = io.ReadFull(r, frame)
+		}
+		if err != nil {
+			return last, false, &readError{unexpectedEOF(err)}
+		}
+		action, out := forwardFrame, frame
+		if inspect {
+			var repl []byte
+			action, repl = p.hook(typ, frame[5:])
+			if action == replaceFrame {
+				out = repl
+			}
+		}
+		if action != dropFrame {
+			if _, err := w.Write(out); err != nil {
+				return last, true, &writeError{err}
+			}
+			p.counter.Add(int64(len(out)))
+		}
+		if peeked {
+			r.Discard(size)
+		}
+		if action == stopAfter {
+			return typ, false, flushed(w)
+		}
 		last = typ
 	}
 }
@@ -172,10 +202,20 @@ func (c *clientConn) relay() {
 	<-done
 }
 
-// fromClient is the client pump's hook.
-func (c *clientConn) fromClient(typ byte, body []byte) (stop bool) {
+// fromClient is the client pump's hook. Policy runs here, before the
+// frame leaves: Query and Parse are decided (intercept.go) and may be
+// replaced; the counters that track what the server owes are kept.
+func (c *clientConn) fromClient(typ byte, body []byte) (frameAction, []byte) {
 	switch typ {
-	case 'Q', 'S', 'F':
+	case 'Q':
+		act, out := c.interceptQuery(body)
+		c.sess.pending.Add(1)
+		return act, out
+	case 'P':
+		act, out := c.interceptParse(body)
+		c.sess.unsynced.Store(true)
+		return act, out
+	case 'S', 'F':
 		c.sess.pending.Add(1)
 	case 'E':
 		c.sess.unsynced.Store(true)
@@ -186,32 +226,72 @@ func (c *clientConn) fromClient(typ byte, body []byte) (stop bool) {
 		c.end.mu.Lock()
 		c.end.clientTerminated = true
 		c.end.mu.Unlock()
-		return true
+		return stopAfter, nil
 	}
-	return false
+	return forwardFrame, nil
 }
 
-// fromUpstream is the upstream pump's hook.
-func (c *clientConn) fromUpstream(typ byte, body []byte) (stop bool) {
+// fromUpstream is the upstream pump's hook. While ddlguard has its own
+// query in flight (facts.go) every frame comes here and the responses to it
+// are diverted; queued notices are delivered ahead of the next frame.
+func (c *clientConn) fromUpstream(typ byte, body []byte) (frameAction, []byte) {
+	if d := c.divert.Load(); d != nil && !asyncMessage(typ) {
+		d.add(typ, body)
+		if typ == 'Z' {
+			c.sess.pending.Add(-1)
+			c.divert.Store(nil)
+			c.updateInspectAll()
+			close(d.done)
+		}
+		return dropFrame, nil
+	}
+	var out []byte
+	act := forwardFrame
 	switch typ {
 	case 'Z':
 		if len(body) == 1 {
 			c.sess.txStatus.Store(uint32(body[0]))
 		}
-		c.sess.pending.Add(-1)
+		if c.sess.pending.Add(-1) == 0 {
+			c.signalIdle()
+		}
 		c.sess.unsynced.Store(false)
 	case 'S':
 		c.sess.observeParameterStatus(body)
+	case 'E':
+		if repl := rewriteGuardError(body); repl != nil {
+			act, out = replaceFrame, repl
+		}
 	}
-	return false
+	if notices := c.takeNotices(); notices != nil {
+		if act == forwardFrame {
+			out = appendFrame(notices, typ, body)
+		} else {
+			out = append(notices, out...)
+		}
+		act = replaceFrame
+	}
+	return act, out
 }
+
+// appendFrame appends a whole frame (type, length, body) to dst.
+func appendFrame(dst []byte, typ byte, body []byte) []byte {
+	n := uint32(len(body) + 4)
+	dst = append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+	return append(dst, body...)
+}
+
+// asyncMessage: frames the server may send at any time, which belong to the
+// client even while ddlguard's own query is in flight.
+func asyncMessage(typ byte) bool { return typ == 'A' || typ == 'N' || typ == 'S' }
 
 // pumpFromClient relays client frames upstream. When the client goes away
 // mid-statement it cancels the backend's work, and in every case it closes
 // the upstream leg so that the backend ends and releases its locks at once.
 func (c *clientConn) pumpFromClient() {
-	_, _, err := copyFrames(c.cr, c.uw, c.srv.cfg.MaxMessageSize, "client",
-		&clientInspect, c.fromClient, &c.sess.bytesFromClient)
+	p := pump{r: c.cr, w: c.uw, limit: c.srv.cfg.MaxMessageSize, side: "client",
+		inspect: &clientInspect, hook: c.fromClient, counter: &c.sess.bytesFromClient}
+	_, _, err := p.run()
 	var fe *frameError
 	var re *readError
 	switch {
@@ -260,8 +340,9 @@ func (c *clientConn) cancelIfBusy() {
 // leg ends it tells the client why with a FATAL error (unless the server
 // already sent one, or a frame was cut in half), then closes both legs.
 func (c *clientConn) pumpFromUpstream() {
-	last, mid, err := copyFrames(c.ur, c.cw, c.srv.cfg.MaxMessageSize, "upstream",
-		&upstreamInspect, c.fromUpstream, &c.sess.bytesToClient)
+	p := pump{r: c.ur, w: c.cw, limit: c.srv.cfg.MaxMessageSize, side: "upstream",
+		inspect: &upstreamInspect, inspectAll: &c.inspectAll, hook: c.fromUpstream, counter: &c.sess.bytesToClient}
+	last, mid, err := p.run()
 	var fe *frameError
 	var we *writeError
 	c.end.mu.Lock()

@@ -8,7 +8,10 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/ddlguard/ddlguard/guard"
 )
 
 // Server accepts client connections and relays each to its own upstream
@@ -25,6 +28,10 @@ type Server struct {
 	keys      map[string]*clientConn // BackendKeyData body -> owner
 	closed    bool
 	wg        sync.WaitGroup
+	nextID    atomic.Uint64
+
+	// guard decides statements; nil relays everything untouched.
+	guard atomic.Pointer[guard.Guard]
 }
 
 // New checks cfg and returns a Server ready to Serve.
@@ -37,15 +44,23 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Server{
+	s := &Server{
 		cfg:         cfg,
 		log:         cfg.Logger,
 		upstreamTLS: ut,
 		listeners:   make(map[net.Listener]struct{}),
 		conns:       make(map[*clientConn]struct{}),
 		keys:        make(map[string]*clientConn),
-	}, nil
+	}
+	if cfg.Guard != nil {
+		s.guard.Store(cfg.Guard)
+	}
+	return s, nil
 }
+
+// SetGuard swaps the guard used for statements from now on (config
+// reload); connections stay open. nil stops deciding.
+func (s *Server) SetGuard(g *guard.Guard) { s.guard.Store(g) }
 
 // ErrServerClosed is returned by Serve after Close.
 var ErrServerClosed = errors.New("proxy: server closed")
@@ -141,6 +156,8 @@ func (s *Server) newClientConn(conn net.Conn) *clientConn {
 	}
 	c := &clientConn{
 		srv:    s,
+		id:     s.nextID.Add(1),
+		idle:   make(chan struct{}, 1),
 		raw:    conn,
 		client: conn,
 		cr:     bufio.NewReaderSize(conn, relayBufferSize),
@@ -182,8 +199,21 @@ type clientConn struct {
 
 	sess  Session
 	keyID string
+	id    uint64 // connection id, for logs
 
 	end relayEnd
+
+	// Policy state, used by the client pump only (intercept.go).
+	gsess guard.Session
+	facts factsCache
+	idle  chan struct{} // signalled when the server owes the client nothing
+
+	// Shared between the pumps: responses diverted to ddlguard's own query,
+	// notices waiting for delivery (facts.go, intercept.go).
+	divert     atomic.Pointer[divertBuf]
+	inspectAll atomic.Bool
+	noticeMu   sync.Mutex
+	notices    []byte
 }
 
 // serve runs the connection from the first byte to the last.
@@ -228,6 +258,7 @@ func (c *clientConn) serve() {
 
 func (c *clientConn) logAttrs() []any {
 	return []any{
+		"conn_id", c.id,
 		"client", c.sess.ClientAddr,
 		"user", c.sess.User,
 		"database", c.sess.Database,

@@ -36,6 +36,7 @@ type Session struct {
 
 	txStatus      atomic.Uint32
 	serverVersion atomic.Pointer[string]
+	timeZone      atomic.Pointer[string]
 	// pending counts messages sent upstream that each end in exactly one
 	// ReadyForQuery (Query, Sync, FunctionCall) and have not yet got it.
 	pending atomic.Int64
@@ -72,8 +73,19 @@ func (s *Session) observeParameterStatus(body []byte) {
 	if ps.Decode(body) != nil {
 		return
 	}
-	if ps.Name == "server_version" {
-		v := ps.Value
+	v := ps.Value
+	switch ps.Name {
+	case "server_version":
 		s.serverVersion.Store(&v)
+	case "TimeZone":
+		s.timeZone.Store(&v)
 	}
+}
+
+// TimeZone is the session's TimeZone as the server last reported it.
+func (s *Session) TimeZone() string {
+	if v := s.timeZone.Load(); v != nil {
+		return *v
+	}
+	return ""
 }

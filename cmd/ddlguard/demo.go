@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
+	"github.com/ddlguard/ddlguard/guard"
 	"github.com/ddlguard/ddlguard/proxy"
 )
 
@@ -42,7 +43,13 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ddlguard demo: listen on %s: %v (pick another address with --listen)\n", *listen, err)
 		return exitFailed
 	}
-	srv, err := proxy.New(proxy.Config{Listen: *listen, Upstream: cluster.Addr(), Logger: logger})
+	g, err := guard.New(guard.DefaultConfig())
+	if err != nil {
+		ln.Close()
+		fmt.Fprintln(stderr, "ddlguard demo:", err)
+		return exitFailed
+	}
+	srv, err := proxy.New(proxy.Config{Listen: *listen, Upstream: cluster.Addr(), Logger: logger, Guard: g})
 	if err != nil {
 		ln.Close()
 		fmt.Fprintln(stderr, "ddlguard demo:", err)
@@ -58,6 +65,12 @@ PostgreSQL %d is running at %s; ddlguard listens at %s in front of it.
 Connect through ddlguard with:
 
   psql "host=%s port=%d user=%s password=%s dbname=%s"
+
+Try a statement ddlguard refuses, and its safe form:
+
+  CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000000) g; VACUUM ANALYZE t;
+  ALTER TABLE t ADD COLUMN created timestamptz DEFAULT clock_timestamp();
+  CREATE INDEX CONCURRENTLY t_id_idx ON t (id);
 
 Press Ctrl-C to stop and remove the cluster.
 `, cluster.Version(), cluster.Addr(), addr, addr.IP, addr.Port,

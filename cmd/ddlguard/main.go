@@ -14,6 +14,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/ddlguard/ddlguard/guard"
 	"github.com/ddlguard/ddlguard/proxy"
 )
 
@@ -134,7 +135,12 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
 		return exitConfig
 	}
-	if _, err := cfg.guardConfig(); err != nil {
+	gc, err := cfg.guardConfig()
+	if err != nil {
+		fmt.Fprintln(stderr, "ddlguard: config:", err)
+		return exitConfig
+	}
+	if pc.Guard, err = guard.New(gc); err != nil {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
 		return exitConfig
 	}
@@ -146,16 +152,43 @@ func serve(args []string, stderr io.Writer) int {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case err := <-errc:
-		logger.Error("serve failed", "err", err)
-		return exitFailed
-	case s := <-sig:
-		logger.Info("shutting down", "signal", s.String())
-		srv.Close()
-		return exitOK
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	for {
+		select {
+		case err := <-errc:
+			logger.Error("serve failed", "err", err)
+			return exitFailed
+		case s := <-sig:
+			if s == syscall.SIGHUP {
+				reloadGuard(f, srv, logger)
+				continue
+			}
+			logger.Info("shutting down", "signal", s.String())
+			srv.Close()
+			return exitOK
+		}
 	}
+}
+
+// reloadGuard re-reads the configuration and swaps in the new guard
+// (rules, modes, overrides, lock timeouts) for statements from now on. A
+// configuration that does not load or validate is refused and the running
+// one kept. Listener, upstream and TLS settings need a restart.
+func reloadGuard(f serveFlags, srv *proxy.Server, logger *slog.Logger) {
+	cfg, err := f.resolve()
+	var g *guard.Guard
+	if err == nil {
+		var gc guard.Config
+		if gc, err = cfg.guardConfig(); err == nil {
+			g, err = guard.New(gc)
+		}
+	}
+	if err != nil {
+		logger.Error("config reload refused; keeping the running configuration", "err", err.Error())
+		return
+	}
+	srv.SetGuard(g)
+	logger.Info("config reloaded", "file", f.config)
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) int {

@@ -1,0 +1,299 @@
+package proxy
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/ddlguard/ddlguard/guard"
+)
+
+// Catalog facts for the guard. With zero configuration ddlguard asks them on
+// the client's own upstream connection, just before a guarded statement,
+// invisibly: it waits until the server owes the client nothing, sends one
+// read-only catalog query, and the upstream pump diverts the answer to
+// ddlguard instead of relaying it. It never asks inside an aborted
+// transaction, nor in the middle of an extended-protocol batch (the guard
+// then gets "unknown" and takes the safe answer).
+//
+// The query reads only system catalogs: it takes no lock on the user's
+// tables (so it cannot queue behind an ACCESS EXCLUSIVE), resolves names
+// without functions that can raise errors (an error inside the client's
+// transaction would abort it), and uses no prepared statement (the client's
+// unnamed statement stays theirs). Sizes are pg_class.relpages of the table,
+// its indexes and TOAST table; a table never vacuumed or analyzed has an
+// unknown size, which the guard treats as large.
+
+// factsTTL bounds how long a connection reuses facts it asked for.
+const factsTTL = 10 * time.Second
+
+// factsWait bounds waiting for the server to finish what the client sent
+// before, and for the catalog query itself.
+const factsWait = 10 * time.Second
+
+// factsCache holds one connection's facts. Only the client pump uses it.
+type factsCache struct {
+	at map[string]time.Time
+	m  map[string]*guard.RelationFacts // nil value: the relation does not exist
+}
+
+func (fc *factsCache) forget(name string) {
+	delete(fc.at, name)
+	delete(fc.m, name)
+}
+
+// Relation implements guard.Facts.
+func (fc *factsCache) Relation(name string) (guard.RelationFacts, bool) {
+	if f := fc.m[name]; f != nil {
+		return *f, true
+	}
+	return guard.RelationFacts{}, false
+}
+
+// factsFor returns facts for the relations sql locks strongly, asking the
+// server for those not cached when it may (canAsk).
+func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Facts {
+	names := g.Relations(sql)
+	if len(names) == 0 {
+		return &c.facts
+	}
+	now := time.Now()
+	var missing []string
+	for _, n := range names {
+		if t, ok := c.facts.at[n]; !ok || now.Sub(t) > factsTTL {
+			missing = append(missing, n)
+		}
+	}
+	if len(missing) == 0 || !canAsk {
+		return &c.facts
+	}
+	got, err := c.askFacts(missing)
+	if err != nil {
+		c.srv.log.Debug("catalog facts unavailable", "conn_id", c.id, "err", err)
+		return &c.facts
+	}
+	if c.facts.at == nil {
+		c.facts.at = make(map[string]time.Time)
+		c.facts.m = make(map[string]*guard.RelationFacts)
+	}
+	for _, n := range missing {
+		c.facts.at[n] = now
+		c.facts.m[n] = got[n]
+	}
+	return &c.facts
+}
+
+// askFacts runs the catalog query on the client's connection.
+func (c *clientConn) askFacts(names []string) (map[string]*guard.RelationFacts, error) {
+	if !c.waitIdle(factsWait) {
+		return nil, errors.New("the server is still busy with the client's earlier statements")
+	}
+	if c.sess.TxStatus() == TxFailed {
+		return nil, errors.New("the client's transaction is aborted")
+	}
+	q, err := factsQuery(names)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := c.internalQuery(q, factsWait)
+	if err != nil {
+		return nil, err
+	}
+	return parseFacts(frames)
+}
+
+// waitIdle waits until the server owes the client no ReadyForQuery.
+func (c *clientConn) waitIdle(limit time.Duration) bool {
+	deadline := time.NewTimer(limit)
+	defer deadline.Stop()
+	for c.sess.pending.Load() > 0 {
+		select {
+		case <-c.idle:
+		case <-deadline.C:
+			return false
+		}
+	}
+	return true
+}
+
+// signalIdle wakes a client pump waiting in waitIdle.
+func (c *clientConn) signalIdle() {
+	select {
+	case c.idle <- struct{}{}:
+	default:
+	}
+}
+
+// divertBuf collects the upstream frames answering ddlguard's own query.
+type divertBuf struct {
+	mu     sync.Mutex
+	frames []divertedFrame
+	done   chan struct{}
+}
+
+type divertedFrame struct {
+	typ  byte
+	body []byte
+}
+
+func (d *divertBuf) add(typ byte, body []byte) {
+	d.mu.Lock()
+	d.frames = append(d.frames, divertedFrame{typ, append([]byte(nil), body...)})
+	d.mu.Unlock()
+}
+
+// internalQuery sends a simple Query of ddlguard's own on the upstream
+// connection and returns the frames that answer it, up to ReadyForQuery.
+// The caller has made sure the server owes the client nothing.
+func (c *clientConn) internalQuery(sql string, limit time.Duration) ([]divertedFrame, error) {
+	d := &divertBuf{done: make(chan struct{})}
+	c.divert.Store(d)
+	c.updateInspectAll()
+	c.sess.pending.Add(1)
+	frame, _ := (&pgproto3.Query{String: sql}).Encode(nil)
+	if _, err := c.uw.Write(frame); err != nil {
+		return nil, err
+	}
+	if err := c.uw.Flush(); err != nil {
+		return nil, err
+	}
+	select {
+	case <-d.done:
+	case <-time.After(limit):
+		// The answer will still come and still be diverted; only this
+		// statement goes without facts.
+		return nil, fmt.Errorf("no answer to the catalog query within %s", limit)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.frames, nil
+}
+
+// factsQuery builds the catalog query for names ("rel" or "schema.rel", as
+// the guard reports them). Names are resolved as the session would resolve
+// them (search_path, pg_temp) by comparing with the catalogs, never by
+// parsing them.
+func factsQuery(names []string) (string, error) {
+	var rows []string
+	for _, n := range names {
+		if strings.ContainsAny(n, "\\\x00") {
+			return "", fmt.Errorf("relation name %q cannot be looked up safely", n)
+		}
+		nsp, rel := "NULL", sqlLiteral(n)
+		if i := strings.LastIndexByte(n, '.'); i >= 0 {
+			nsp, rel = sqlLiteral(n[:i]), sqlLiteral(n[i+1:])
+		}
+		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, rel))
+	}
+	return `/* ddlguard catalog facts */ SELECT q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE json_build_object(
+  'kind', c.relkind, 'persistence', c.relpersistence, 'tuples', c.reltuples,
+  'pages', c.relpages::bigint + COALESCE((SELECT sum(i.relpages) FROM pg_catalog.pg_index x
+      JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), 0)
+    + COALESCE((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = c.reltoastrelid), 0),
+  'block_size', current_setting('block_size')::bigint,
+  'populated', c.relispopulated,
+  'columns', (SELECT json_object_agg(a.attname, json_build_object('type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull))
+      FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  'checks', (SELECT json_agg(pg_catalog.pg_get_constraintdef(k.oid)) FROM pg_catalog.pg_constraint k
+      WHERE k.conrelid = c.oid AND k.contype = 'c' AND k.convalidated),
+  'unique_index', EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indisunique
+      AND x.indisvalid AND x.indpred IS NULL),
+  'default_partition', EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = c.oid AND p.partdefid <> 0),
+  'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid)) END
+FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, rel)
+LEFT JOIN LATERAL (SELECT c.* FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relname = q.rel AND (n.nspname = q.nsp OR (q.nsp IS NULL AND n.nspname = ANY (current_schemas(true))))
+  ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) c ON true`, nil
+}
+
+type factsRow struct {
+	Kind        string  `json:"kind"`
+	Persistence string  `json:"persistence"`
+	Tuples      float64 `json:"tuples"`
+	Pages       int64   `json:"pages"`
+	BlockSize   int64   `json:"block_size"`
+	Populated   bool    `json:"populated"`
+	Columns     map[string]struct {
+		Type    string
+		NotNull bool `json:"not_null"`
+	} `json:"columns"`
+	Checks           []string `json:"checks"`
+	UniqueIndex      bool     `json:"unique_index"`
+	DefaultPartition bool     `json:"default_partition"`
+	Table            *string  `json:"table"`
+}
+
+// notNullCheck matches pg_get_constraintdef of CHECK (col IS NOT NULL).
+var notNullCheck = regexp.MustCompile(`^CHECK \(\(?("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*) IS NOT NULL\)?\)$`)
+
+// parseFacts reads the catalog query's answer.
+func parseFacts(frames []divertedFrame) (map[string]*guard.RelationFacts, error) {
+	out := map[string]*guard.RelationFacts{}
+	for _, f := range frames {
+		switch f.typ {
+		case 'E':
+			return nil, upstreamError(f.body)
+		case 'D':
+			var row pgproto3.DataRow
+			if err := row.Decode(f.body); err != nil || len(row.Values) != 2 {
+				return nil, errors.New("malformed catalog facts row")
+			}
+			name := string(row.Values[0])
+			if row.Values[1] == nil {
+				out[name] = nil
+				continue
+			}
+			var r factsRow
+			if err := json.Unmarshal(row.Values[1], &r); err != nil {
+				return nil, fmt.Errorf("catalog facts for %s: %w", name, err)
+			}
+			out[name] = r.facts()
+		}
+	}
+	return out, nil
+}
+
+func (r *factsRow) facts() *guard.RelationFacts {
+	f := &guard.RelationFacts{Rows: int64(r.Tuples), Populated: r.Populated, UniqueIndex: r.UniqueIndex,
+		HasDefaultPartition: r.DefaultPartition}
+	if r.Kind != "" {
+		f.Kind = r.Kind[0]
+	}
+	if r.Persistence != "" {
+		f.Persistence = r.Persistence[0]
+	}
+	f.SizeBytes = r.Pages * r.BlockSize
+	if r.Tuples < 0 || (r.Pages == 0 && f.Kind != 'p' && f.Kind != 'I') {
+		// Never vacuumed or analyzed: relpages says nothing.
+		f.SizeBytes = math.MaxInt64
+	}
+	if len(r.Columns) > 0 {
+		f.Columns = make(map[string]guard.Column, len(r.Columns))
+		for name, col := range r.Columns {
+			f.Columns[name] = guard.Column{Type: col.Type, NotNull: col.NotNull}
+		}
+	}
+	for _, def := range r.Checks {
+		if m := notNullCheck.FindStringSubmatch(def); m != nil {
+			if f.NotNullChecks == nil {
+				f.NotNullChecks = map[string]bool{}
+			}
+			col := m[1]
+			if strings.HasPrefix(col, `"`) {
+				col = strings.ReplaceAll(col[1:len(col)-1], `""`, `"`)
+			}
+			f.NotNullChecks[col] = true
+		}
+	}
+	if r.Table != nil {
+		f.Table = *r.Table
+	}
+	return f
+}

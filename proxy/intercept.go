@@ -1,0 +1,324 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strconv"
+	"strings"
+	"unsafe"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/ddlguard/ddlguard/guard"
+)
+
+// Interception: the client pump's hook calls interceptQuery for every
+// simple Query and interceptParse for every Parse, before the frame leaves.
+// Each asks the guard (when one is configured) and carries out its
+// decision:
+//
+//   - allow, timeout: the frame goes on unchanged (timeouts are applied by
+//     the lock-aware execution layer);
+//   - reject (and, until rewrites are executed, rewrite): the statement is
+//     replaced by one that makes the server raise ddlguard's error, so that
+//     ordering, transaction abort and skip-to-Sync are PostgreSQL's own;
+//   - warnings and unchecked statements: a NoticeResponse is queued for the
+//     client, delivered ahead of the statement's first response.
+//
+// Plain DML costs one lexical pre-check on a view of the read buffer: no
+// copy, no parse, no allocation.
+
+// SQLSTATEs ddlguard raises or notices with (documented in the README).
+const (
+	CodeRejected   = "ZG001" // statement rejected by a rule (class ZG: implementation-defined)
+	codeWarn       = "01Z01" // warning: a rule in warn mode
+	codeUnchecked  = "01Z02" // warning: statement could not be checked
+	rejectMarker   = "C" + CodeRejected + "\x00"
+	noticeSeverity = "WARNING"
+)
+
+// interceptQuery decides a simple Query message.
+func (c *clientConn) interceptQuery(body []byte) (frameAction, []byte) {
+	g := c.srv.guard.Load()
+	if g == nil || len(body) == 0 {
+		return forwardFrame, nil
+	}
+	view := unsafe.String(unsafe.SliceData(body), len(body)-1) // body is "sql\x00"
+	c.syncSession()
+	if !guard.NeedsDecision(view, &c.gsess) {
+		return forwardFrame, nil
+	}
+	sql := strings.Clone(view)
+	facts := c.factsFor(g, sql, true)
+	res := g.Decide(sql, &c.gsess, facts)
+	rejected := c.carryOut(res, sql)
+	if rejected < 0 {
+		return forwardFrame, nil
+	}
+	d := res.Statements[rejected]
+	q := rejectStatement(d)
+	if d.InBlock && !c.gsess.InTransaction {
+		// The string opened the transaction block before the rejected
+		// statement: PostgreSQL would leave it aborted, not idle.
+		q = "BEGIN; " + q
+	}
+	out, _ := (&pgproto3.Query{String: q}).Encode(nil)
+	return replaceFrame, out
+}
+
+// interceptParse decides the statement of a Parse message, once per
+// prepared statement (Executes reuse the decision the server now holds).
+func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
+	g := c.srv.guard.Load()
+	if g == nil {
+		return forwardFrame, nil
+	}
+	nameEnd := bytes.IndexByte(body, 0)
+	if nameEnd < 0 {
+		return forwardFrame, nil // malformed: the server reports it
+	}
+	rest := body[nameEnd+1:]
+	qEnd := bytes.IndexByte(rest, 0)
+	if qEnd < 0 {
+		return forwardFrame, nil
+	}
+	view := unsafe.String(unsafe.SliceData(rest), qEnd)
+	c.syncSession()
+	if !guard.NeedsDecision(view, &c.gsess) {
+		return forwardFrame, nil
+	}
+	sql := strings.Clone(view)
+	// Facts can be asked only at a sync boundary (nothing of an extended
+	// batch sent yet); inside a pipeline the guard gets "unknown".
+	facts := c.factsFor(g, sql, !c.sess.unsynced.Load())
+	res := g.Decide(sql, &c.gsess, facts)
+	rejected := c.carryOut(res, sql)
+	if rejected < 0 {
+		return forwardFrame, nil
+	}
+	// Same name and parameter types, statement replaced.
+	out := make([]byte, 0, len(body)+512)
+	out = append(out, 'P', 0, 0, 0, 0)
+	out = append(out, body[:nameEnd+1]...)
+	out = append(out, rejectStatement(res.Statements[rejected])...)
+	out = append(out, 0)
+	out = append(out, rest[qEnd+1:]...)
+	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))
+	return replaceFrame, out
+}
+
+// carryOut applies a result's effects on ddlguard's side: notices queued,
+// decisions logged, session context advanced, facts invalidated. It returns
+// the index of the statement that rejects the string, or -1.
+func (c *clientConn) carryOut(res guard.Result, sql string) int {
+	rejected := -1
+	for i := range res.Statements {
+		d := &res.Statements[i]
+		if d.Action == guard.Reject || d.Action == guard.Rewrite {
+			// Rewrites are not executed yet: the safe sequence is the hint.
+			rejected = i
+			break
+		}
+	}
+	for i := range res.Statements {
+		d := &res.Statements[i]
+		if d.Action != guard.Allow || len(d.Warnings) > 0 {
+			c.audit(d, i == rejected)
+		}
+		if rejected >= 0 {
+			continue // nothing of the string runs
+		}
+		for _, w := range d.Warnings {
+			c.queueNotice(noticeFrame(codeWarn, "ddlguard: "+w.Rule+": "+w.Message, w.Detail, w.Hint))
+		}
+		if d.Unchecked {
+			c.queueNotice(noticeFrame(codeUnchecked,
+				"ddlguard: this statement could not be checked (the guard's parser does not know its syntax); it runs with lock_timeout "+d.LockTimeout.String(),
+				firstLine(d.ParseError), ""))
+		}
+		c.gsess.Observe(d)
+		for _, l := range d.Locks {
+			c.facts.forget(l.Relation)
+		}
+	}
+	return rejected
+}
+
+// rejectStatement is the SQL that makes the server raise the rejection of d.
+func rejectStatement(d guard.Decision) string {
+	f := d.Deciding
+	msg := "ddlguard: " + f.Rule + ": " + f.Message
+	detail := f.Detail
+	if d.Action == guard.Rewrite {
+		detail = strings.TrimSpace(detail + "\nddlguard does not run rewrites yet; run the safe sequence in the hint yourself.")
+	}
+	return raiseStatement(msg, detail, f.Hint, CodeRejected)
+}
+
+// raiseStatement builds a DO block that raises an ERROR with these fields.
+func raiseStatement(msg, detail, hint, code string) string {
+	all := msg + detail + hint
+	tag := "ddlguard"
+	for strings.Contains(all, "$"+tag+"$") {
+		tag += "x"
+	}
+	var b strings.Builder
+	b.WriteString("DO $" + tag + "$BEGIN RAISE EXCEPTION USING MESSAGE = ")
+	b.WriteString(sqlLiteral(msg))
+	if detail != "" {
+		b.WriteString(", DETAIL = " + sqlLiteral(detail))
+	}
+	if hint != "" {
+		b.WriteString(", HINT = " + sqlLiteral(hint))
+	}
+	b.WriteString(", ERRCODE = '" + code + "'; END$" + tag + "$")
+	return b.String()
+}
+
+// sqlLiteral quotes s as a standard SQL string literal. Backslashes are
+// doubled into an E” literal so the text survives either setting of
+// standard_conforming_strings.
+func sqlLiteral(s string) string {
+	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	if strings.Contains(s, `\`) {
+		q = "E'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", "''") + "'"
+	}
+	return q
+}
+
+// rewriteGuardError removes from ddlguard's own error what the DO block's
+// PL/pgSQL machinery added (CONTEXT, source file and line), so the client
+// sees a plain ddlguard error. Other errors pass untouched (nil).
+func rewriteGuardError(body []byte) []byte {
+	if !bytes.Contains(body, []byte(rejectMarker)) {
+		return nil
+	}
+	var e pgproto3.ErrorResponse
+	if e.Decode(body) != nil || e.Code != CodeRejected {
+		return nil
+	}
+	e.Where, e.File, e.Line, e.Routine = "", "", 0, ""
+	out, err := e.Encode(nil)
+	if err != nil {
+		return nil
+	}
+	return out
+}
+
+// noticeFrame encodes a NoticeResponse ddlguard sends on its own.
+func noticeFrame(code, msg, detail, hint string) []byte {
+	n := pgproto3.NoticeResponse{Severity: noticeSeverity, SeverityUnlocalized: noticeSeverity,
+		Code: code, Message: msg, Detail: detail, Hint: hint}
+	out, _ := n.Encode(nil)
+	return out
+}
+
+// queueNotice hands a notice to the upstream pump, which delivers it
+// ahead of the next frame it relays.
+func (c *clientConn) queueNotice(frame []byte) {
+	c.noticeMu.Lock()
+	c.notices = append(c.notices, frame...)
+	c.noticeMu.Unlock()
+	c.updateInspectAll()
+}
+
+// takeNotices returns and clears the queued notices (nil when none).
+func (c *clientConn) takeNotices() []byte {
+	c.noticeMu.Lock()
+	defer c.noticeMu.Unlock()
+	n := c.notices
+	c.notices = nil
+	if n != nil {
+		c.inspectAll.Store(c.divert.Load() != nil)
+	}
+	return n
+}
+
+// updateInspectAll makes the upstream pump look at every frame while there
+// are notices to deliver or responses to divert.
+func (c *clientConn) updateInspectAll() {
+	c.noticeMu.Lock()
+	c.inspectAll.Store(c.notices != nil || c.divert.Load() != nil)
+	c.noticeMu.Unlock()
+}
+
+// syncSession brings the guard's view of the session up to date from what
+// the relay observed: transaction status (when nothing is in flight),
+// server version, TimeZone, user and database.
+func (c *clientConn) syncSession() {
+	s := &c.gsess
+	if s.ServerMajor == 0 {
+		s.ServerMajor = serverMajor(c.sess.ServerVersion())
+		s.Role, s.Database = c.sess.User, c.sess.Database
+	}
+	if tz := c.sess.TimeZone(); tz != "" {
+		s.TimeZone = tz
+	}
+	if c.sess.pending.Load() == 0 && !c.sess.unsynced.Load() {
+		switch c.sess.TxStatus() {
+		case TxIdle:
+			s.EndTransaction()
+		case TxInBlock, TxFailed:
+			s.InTransaction = true
+		}
+	}
+}
+
+// serverMajor reads the major version from server_version ("15.18 (Debian...)", "18beta1").
+func serverMajor(v string) int {
+	end := 0
+	for end < len(v) && v[end] >= '0' && v[end] <= '9' {
+		end++
+	}
+	n, _ := strconv.Atoi(v[:end])
+	return n
+}
+
+// audit logs one decision other than a plain allow.
+func (c *clientConn) audit(d *guard.Decision, rejecting bool) {
+	attrs := []any{
+		"conn_id", c.id,
+		"user", c.sess.User,
+		"database", c.sess.Database,
+		"application_name", c.sess.ApplicationName,
+		"client", c.sess.ClientAddr,
+		"action", d.Action.String(),
+		"kind", d.Kind,
+		"statement", guard.Normalize(d.Statement),
+	}
+	if rejecting && d.Action == guard.Rewrite {
+		attrs = append(attrs, "executed_as", "reject")
+	}
+	if f := d.Deciding; f != nil {
+		attrs = append(attrs, "rule", f.Rule)
+	}
+	var rules, overrides []string
+	for _, w := range d.Warnings {
+		rules = append(rules, w.Rule)
+		if w.Override != "" {
+			overrides = append(overrides, w.Rule+": "+w.Override)
+		}
+	}
+	if len(rules) > 0 {
+		attrs = append(attrs, "warnings", strings.Join(rules, ","))
+	}
+	if len(overrides) > 0 {
+		attrs = append(attrs, "overrides", strings.Join(overrides, "; "))
+	}
+	if d.Unchecked {
+		attrs = append(attrs, "unchecked", true)
+	}
+	if len(d.Locks) > 0 {
+		var locks []string
+		for _, l := range d.Locks {
+			locks = append(locks, l.Relation+" "+l.Mode.String())
+		}
+		attrs = append(attrs, "locks", strings.Join(locks, "; "))
+	}
+	c.srv.log.Info("decision", attrs...)
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
