@@ -86,6 +86,9 @@ type Config struct {
 
 	// Guard decides statements; nil relays every statement untouched.
 	Guard *guard.Guard
+	// MonitorFacts, when set, answers catalog facts from side connections;
+	// otherwise they are asked on the client's own connection.
+	MonitorFacts *MonitorFacts
 }
 
 // withDefaults returns c with zero fields replaced by their defaults.

@@ -71,10 +71,10 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 			missing = append(missing, n)
 		}
 	}
-	if len(missing) == 0 || !canAsk {
+	if len(missing) == 0 || (!canAsk && c.srv.cfg.MonitorFacts == nil) {
 		return &c.facts
 	}
-	got, err := c.askFacts(missing)
+	got, err := c.askFacts(missing, canAsk)
 	if err != nil {
 		c.srv.log.Debug("catalog facts unavailable", "conn_id", c.id, "err", err)
 		return &c.facts
@@ -90,15 +90,23 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 	return &c.facts
 }
 
-// askFacts runs the catalog query on the client's connection.
-func (c *clientConn) askFacts(names []string) (map[string]*guard.RelationFacts, error) {
+// askFacts asks the monitor connection when one is configured, else (when
+// it may) the client's own connection.
+func (c *clientConn) askFacts(names []string, canAsk bool) (map[string]*guard.RelationFacts, error) {
+	if m := c.srv.cfg.MonitorFacts; m != nil {
+		got, err := m.Facts(c.sess.Database, names)
+		if err == nil || !canAsk {
+			return got, err
+		}
+		c.srv.log.Warn("monitor connection could not give catalog facts; asking on the client's connection", "err", err)
+	}
 	if !c.waitIdle(factsWait) {
 		return nil, errors.New("the server is still busy with the client's earlier statements")
 	}
 	if c.sess.TxStatus() == TxFailed {
 		return nil, errors.New("the client's transaction is aborted")
 	}
-	q, err := factsQuery(names)
+	q, err := factsQuery(names, false)
 	if err != nil {
 		return nil, err
 	}
@@ -179,8 +187,10 @@ func (c *clientConn) internalQuery(sql string, limit time.Duration) ([]divertedF
 // factsQuery builds the catalog query for names ("rel" or "schema.rel", as
 // the guard reports them). Names are resolved as the session would resolve
 // them (search_path, pg_temp) by comparing with the catalogs, never by
-// parsing them.
-func factsQuery(names []string) (string, error) {
+// parsing them. Sizes cover the whole partition tree. With exact, sizes are
+// pg_total_relation_size (which locks each relation ACCESS SHARE: only for
+// the monitor connection, under a short lock_timeout); otherwise relpages.
+func factsQuery(names []string, exact bool) (string, error) {
 	var rows []string
 	for _, n := range names {
 		if strings.ContainsAny(n, "\\\x00") {
@@ -192,12 +202,20 @@ func factsQuery(names []string) (string, error) {
 		}
 		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, rel))
 	}
+	size := `sum(r.relpages::bigint + COALESCE((SELECT sum(ix.relpages) FROM pg_catalog.pg_index x
+        JOIN pg_catalog.pg_class ix ON ix.oid = x.indexrelid WHERE x.indrelid = r.oid), 0)
+        + COALESCE((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = r.reltoastrelid), 0))
+        * current_setting('block_size')::bigint`
+	unknown := `bool_or(r.relkind IN ('r', 'm') AND (r.reltuples < 0 OR (r.reltuples = 0 AND r.relpages = 0)))`
+	if exact {
+		size, unknown = `sum(pg_catalog.pg_total_relation_size(r.oid))`, `false`
+	}
 	return `/* ddlguard catalog facts */ SELECT q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE json_build_object(
   'kind', c.relkind, 'persistence', c.relpersistence, 'tuples', c.reltuples,
-  'pages', c.relpages::bigint + COALESCE((SELECT sum(i.relpages) FROM pg_catalog.pg_index x
-      JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid WHERE x.indrelid = c.oid), 0)
-    + COALESCE((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = c.reltoastrelid), 0),
-  'block_size', current_setting('block_size')::bigint,
+  'size', (WITH RECURSIVE tree(oid) AS (SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+      JOIN tree ON i.inhparent = tree.oid)
+    SELECT json_build_object('bytes', ` + size + `, 'unknown', ` + unknown + `)
+    FROM tree JOIN pg_catalog.pg_class r ON r.oid = tree.oid),
   'populated', c.relispopulated,
   'columns', (SELECT json_object_agg(a.attname, json_build_object('type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull))
       FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -217,10 +235,12 @@ type factsRow struct {
 	Kind        string  `json:"kind"`
 	Persistence string  `json:"persistence"`
 	Tuples      float64 `json:"tuples"`
-	Pages       int64   `json:"pages"`
-	BlockSize   int64   `json:"block_size"`
-	Populated   bool    `json:"populated"`
-	Columns     map[string]struct {
+	Size        struct {
+		Bytes   *int64 `json:"bytes"`
+		Unknown bool   `json:"unknown"`
+	} `json:"size"`
+	Populated bool `json:"populated"`
+	Columns   map[string]struct {
 		Type    string
 		NotNull bool `json:"not_null"`
 	} `json:"columns"`
@@ -233,7 +253,7 @@ type factsRow struct {
 // notNullCheck matches pg_get_constraintdef of CHECK (col IS NOT NULL).
 var notNullCheck = regexp.MustCompile(`^CHECK \(\(?("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*) IS NOT NULL\)?\)$`)
 
-// parseFacts reads the catalog query's answer.
+// parseFacts reads the catalog query's answer from diverted frames.
 func parseFacts(frames []divertedFrame) (map[string]*guard.RelationFacts, error) {
 	out := map[string]*guard.RelationFacts{}
 	for _, f := range frames {
@@ -245,19 +265,26 @@ func parseFacts(frames []divertedFrame) (map[string]*guard.RelationFacts, error)
 			if err := row.Decode(f.body); err != nil || len(row.Values) != 2 {
 				return nil, errors.New("malformed catalog facts row")
 			}
-			name := string(row.Values[0])
-			if row.Values[1] == nil {
-				out[name] = nil
-				continue
+			if err := addFactsRow(out, string(row.Values[0]), row.Values[1]); err != nil {
+				return nil, err
 			}
-			var r factsRow
-			if err := json.Unmarshal(row.Values[1], &r); err != nil {
-				return nil, fmt.Errorf("catalog facts for %s: %w", name, err)
-			}
-			out[name] = r.facts()
 		}
 	}
 	return out, nil
+}
+
+// addFactsRow decodes one row (name, JSON or NULL for "no such relation").
+func addFactsRow(out map[string]*guard.RelationFacts, name string, js []byte) error {
+	if js == nil {
+		out[name] = nil
+		return nil
+	}
+	var r factsRow
+	if err := json.Unmarshal(js, &r); err != nil {
+		return fmt.Errorf("catalog facts for %s: %w", name, err)
+	}
+	out[name] = r.facts()
+	return nil
 }
 
 func (r *factsRow) facts() *guard.RelationFacts {
@@ -269,10 +296,9 @@ func (r *factsRow) facts() *guard.RelationFacts {
 	if r.Persistence != "" {
 		f.Persistence = r.Persistence[0]
 	}
-	f.SizeBytes = r.Pages * r.BlockSize
-	if r.Tuples < 0 || (r.Pages == 0 && f.Kind != 'p' && f.Kind != 'I') {
-		// Never vacuumed or analyzed: relpages says nothing.
-		f.SizeBytes = math.MaxInt64
+	f.SizeBytes = math.MaxInt64 // unknown: the guard treats it as large
+	if r.Size.Bytes != nil && !r.Size.Unknown {
+		f.SizeBytes = *r.Size.Bytes
 	}
 	if len(r.Columns) > 0 {
 		f.Columns = make(map[string]guard.Column, len(r.Columns))

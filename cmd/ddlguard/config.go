@@ -34,6 +34,16 @@ type Config struct {
 	UpstreamTLS      UpstreamTLS   `yaml:"upstream_tls"`
 	Log              LogConfig     `yaml:"log"`
 	Guard            GuardConfig   `yaml:"guard"`
+	Monitor          MonitorConfig `yaml:"monitor"`
+}
+
+// MonitorConfig is ddlguard's own connection to the server (catalog facts
+// now, the lock monitor later). Without a DSN, facts are asked on each
+// client's own connection.
+type MonitorConfig struct {
+	// DSN is a libpq URL or key=value string (DDLGUARD_MONITOR_DSN); its
+	// database is replaced by each client's database.
+	DSN string `yaml:"dsn"`
 }
 
 // GuardConfig is the guard's section: how statements are decided.
@@ -455,6 +465,13 @@ func (cfg Config) proxyConfig(logger *slog.Logger) (proxy.Config, error) {
 			tc.Certificates = []tls.Certificate{cert}
 		}
 		pc.UpstreamTLS = tc
+	}
+	if cfg.Monitor.DSN != "" {
+		m, err := proxy.NewMonitorFacts(cfg.Monitor.DSN) // pgx masks passwords in its errors
+		if err != nil {
+			return pc, &configError{err.Error()}
+		}
+		pc.MonitorFacts = m
 	}
 	if err := pc.Validate(); err != nil {
 		return pc, &configError{err.Error()}

@@ -1,0 +1,115 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/ddlguard/ddlguard/e2e/pgcluster"
+	"github.com/ddlguard/ddlguard/guard"
+	"github.com/ddlguard/ddlguard/proxy"
+)
+
+// pipelineCreateIndex sends SELECT 1 and a CREATE INDEX in one pipeline (so
+// the CREATE INDEX is decided mid-batch, where the client's own connection
+// cannot be asked for facts) and returns the CREATE INDEX's error.
+func pipelineCreateIndex(t *testing.T, conn *pgconn.PgConn, sql string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pl := conn.StartPipeline(ctx)
+	pl.SendQueryParams("SELECT 1", nil, nil, nil, nil)
+	pl.SendQueryParams(sql, nil, nil, nil, nil)
+	if err := pl.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var idxErr error
+	for i := 0; ; i++ {
+		res, err := pl.GetResults()
+		if err != nil {
+			// pgconn reports a failed statement here; the rest of the
+			// batch up to the Sync is skipped by the server.
+			idxErr = err
+			continue
+		}
+		if res == nil {
+			break
+		}
+		switch r := res.(type) {
+		case *pgconn.ResultReader:
+			_, err := r.Close()
+			if i == 1 {
+				idxErr = err
+			}
+		case *pgconn.PipelineSync:
+			if err := pl.Close(); err != nil && idxErr == nil {
+				idxErr = err
+			}
+			return idxErr
+		}
+	}
+	pl.Close()
+	return idxErr
+}
+
+// Catalog facts come from the monitor connection when one is configured,
+// even mid-pipeline; without one, mid-pipeline facts are unknown and the
+// guard takes the safe answer.
+func TestFactsMonitorAndPipeline(t *testing.T) {
+	super := superConn(t, "postgres")
+	ctx := context.Background()
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS facts_small",
+		"CREATE TABLE facts_small AS SELECT g AS id FROM generate_series(1, 1000) g",
+		"GRANT ALL ON facts_small TO PUBLIC",
+		"ANALYZE facts_small",
+	} {
+		if _, err := super.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := guard.New(guard.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	monitor, err := proxy.NewMonitorFacts(cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(monitor.Close)
+
+	plain := startProxy(t, func(c *proxy.Config) { c.Guard = g })
+	withMonitor := startProxy(t, func(c *proxy.Config) { c.Guard = g; c.MonitorFacts = monitor })
+
+	for i, tc := range []struct {
+		name   string
+		p      *testProxy
+		reject bool
+	}{
+		{"no monitor: unknown mid-pipeline, treated as large", plain, true},
+		{"monitor: small table, runs with the lock timeout", withMonitor, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			conn := tc.p.Connect(t, pgcluster.Superuser, "postgres", "sslmode", "disable")
+			idx := fmt.Sprintf("facts_small_idx_%d", i)
+			err := pipelineCreateIndex(t, conn.PgConn(), "CREATE INDEX "+idx+" ON facts_small (id)")
+			pgErr := pgErrorOf(err)
+			if tc.reject != (pgErr != nil && pgErr.Code == proxy.CodeRejected) {
+				t.Fatalf("CREATE INDEX mid-pipeline: %v (want rejected: %v)", err, tc.reject)
+			}
+			var exists bool
+			super.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", idx).Scan(&exists)
+			if exists == tc.reject {
+				t.Fatalf("index exists=%v after a decision with reject=%v", exists, tc.reject)
+			}
+		})
+	}
+	// At a sync boundary the client's own connection answers: small, runs.
+	conn := plain.Connect(t, pgcluster.Superuser, "postgres", "sslmode", "disable")
+	if _, err := conn.Exec(ctx, "CREATE INDEX facts_small_idx_boundary ON facts_small (id)"); err != nil {
+		t.Fatalf("CREATE INDEX on a small table at a boundary: %v", err)
+	}
+}
