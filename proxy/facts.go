@@ -34,9 +34,13 @@ import (
 // factsTTL bounds how long a connection reuses facts it asked for.
 const factsTTL = 10 * time.Second
 
-// factsWait bounds waiting for the server to finish what the client sent
-// before, and for the catalog query itself.
-const factsWait = 10 * time.Second
+// factsIdleWait bounds waiting for the server to finish what the client
+// sent before (a client that pipelines and reads late must not stall);
+// factsWait bounds the catalog query itself.
+const (
+	factsIdleWait = time.Second
+	factsWait     = 10 * time.Second
+)
 
 // factsCache holds one connection's facts. Only the client pump uses it.
 type factsCache struct {
@@ -100,7 +104,7 @@ func (c *clientConn) askFacts(names []string, canAsk bool) (map[string]*guard.Re
 		}
 		c.srv.log.Warn("monitor connection could not give catalog facts; asking on the client's connection", "err", err)
 	}
-	if !c.waitIdle(factsWait) {
+	if !c.waitIdle(factsIdleWait) {
 		return nil, errors.New("the server is still busy with the client's earlier statements")
 	}
 	if c.sess.TxStatus() == TxFailed {
