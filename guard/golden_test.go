@@ -326,7 +326,11 @@ func renderResult(r Result) string {
 			b.WriteString("\n  unchecked: " + firstLine(d.ParseError))
 		}
 		if f := d.Deciding; f != nil {
-			fmt.Fprintf(&b, "\n  rule: %s\n  message: %s\n  hint: %s", f.Rule, f.Message, indentLines(f.Hint))
+			fmt.Fprintf(&b, "\n  rule: %s\n  message: %s", f.Rule, f.Message)
+			if f.Detail != locksDetail(d.Locks) {
+				fmt.Fprintf(&b, "\n  detail: %s", indentLines(f.Detail))
+			}
+			fmt.Fprintf(&b, "\n  hint: %s", indentLines(f.Hint))
 			for _, r := range f.Rewrite {
 				b.WriteString("\n  rewrite: " + indentLines(r))
 			}

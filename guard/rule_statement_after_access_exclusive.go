@@ -116,7 +116,14 @@ func afterAEValidatesOwnNotValid(s *Statement) bool {
 func heldFinding(s *Statement, rel, why, hint string) *Finding {
 	msg := fmt.Sprintf("%s on %s would hold %s lock (%s), taken earlier in this transaction, %s; "+
 		"it is held until COMMIT", s.kind, rel, AccessExclusive, AccessExclusive.Blocks(), why)
-	return &Finding{Message: msg, Detail: locksDetail(s.locks), Hint: hint}
+	held := rel + " " + AccessExclusive.String() + " (held by this transaction since an earlier statement)"
+	detail := locksDetail(s.locks)
+	if detail == "" {
+		detail = "locks: " + held
+	} else {
+		detail += "; " + held
+	}
+	return &Finding{Message: msg, Detail: detail, Hint: hint}
 }
 
 // afterAEDataStatement: the statement reads or writes table data.
