@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"strconv"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"regexp"
@@ -123,13 +124,67 @@ func NeedsDecision(sql string, sess *Session) bool {
 	return MightBeGuarded(sql) || sess.holdsAccessExclusive()
 }
 
-// Normalize returns sql with literals replaced by placeholders (for logs).
+// Normalize returns sql with every literal replaced by a placeholder $n
+// (numbered after the statement's own parameters), for logs. It works from
+// PostgreSQL's lexer, so it covers DDL too (pg_query's Normalize, modelled
+// on pg_stat_statements, leaves DDL constants alone). Integer type
+// modifiers (varchar(20), numeric(10,2)) stay readable.
 func Normalize(sql string) string {
-	out, err := pg_query.Normalize(sql)
+	res, err := pg_query.Scan(sql)
 	if err != nil {
 		return "(unparseable statement)"
 	}
-	return out
+	next := 1
+	for _, t := range res.Tokens {
+		if t.Token == pg_query.Token_PARAM {
+			if n, err := strconv.Atoi(sql[t.Start+1 : t.End]); err == nil && n >= next {
+				next = n + 1
+			}
+		}
+	}
+	var b strings.Builder
+	pos, typmodDepth, depth := 0, 0, 0
+	var prev pg_query.Token
+	for _, t := range res.Tokens {
+		switch t.Token {
+		case pg_query.Token_ASCII_40: // (
+			depth++
+			if typmodDepth == 0 && typeModifierKeyword(prev) {
+				typmodDepth = depth
+			}
+		case pg_query.Token_ASCII_41: // )
+			if depth == typmodDepth {
+				typmodDepth = 0
+			}
+			depth--
+		case pg_query.Token_SCONST, pg_query.Token_USCONST, pg_query.Token_BCONST, pg_query.Token_XCONST,
+			pg_query.Token_FCONST, pg_query.Token_ICONST:
+			if t.Token == pg_query.Token_ICONST && typmodDepth > 0 {
+				break
+			}
+			b.WriteString(sql[pos:t.Start])
+			b.WriteString("$" + strconv.Itoa(next))
+			next++
+			pos = int(t.End)
+		}
+		if t.Token != pg_query.Token_SQL_COMMENT && t.Token != pg_query.Token_C_COMMENT {
+			prev = t.Token
+		}
+	}
+	b.WriteString(sql[pos:])
+	return b.String()
+}
+
+// typeModifierKeyword: a type name whose parenthesised integers are
+// modifiers, not values.
+func typeModifierKeyword(t pg_query.Token) bool {
+	switch t {
+	case pg_query.Token_VARCHAR, pg_query.Token_CHARACTER, pg_query.Token_CHAR_P, pg_query.Token_VARYING,
+		pg_query.Token_NUMERIC, pg_query.Token_DECIMAL_P, pg_query.Token_DEC, pg_query.Token_BIT,
+		pg_query.Token_TIMESTAMP, pg_query.Token_TIME, pg_query.Token_INTERVAL, pg_query.Token_FLOAT_P:
+		return true
+	}
+	return false
 }
 
 // Decide returns the decision for every statement of sql. sess is the

@@ -193,3 +193,18 @@ func FuzzDecide(f *testing.F) {
 		}
 	})
 }
+
+func TestNormalizeRemovesEveryLiteral(t *testing.T) {
+	cases := map[string]string{
+		`ALTER TABLE t ADD COLUMN c text DEFAULT 'secret' CHECK (c <> 'x') NOT VALID`:        `ALTER TABLE t ADD COLUMN c text DEFAULT $1 CHECK (c <> $2) NOT VALID`,
+		`ALTER TABLE t ALTER COLUMN c TYPE varchar(20), ALTER COLUMN d TYPE numeric(12, 2)`:  `ALTER TABLE t ALTER COLUMN c TYPE varchar(20), ALTER COLUMN d TYPE numeric(12, 2)`,
+		`CREATE INDEX i ON t (a) WHERE b > 42 AND d = 1.5 AND e = E'\\x' AND f = $$dollar$$`: `CREATE INDEX i ON t (a) WHERE b > $1 AND d = $2 AND e = $3 AND f = $4`,
+		`UPDATE t SET a = $1 WHERE b = 'lit' /* 'comment' stays */`:                          `UPDATE t SET a = $1 WHERE b = $2 /* 'comment' stays */`,
+		`COMMENT ON TABLE t IS 'password is hunter2'`:                                        `COMMENT ON TABLE t IS $1`,
+	}
+	for in, want := range cases {
+		if got := Normalize(in); got != want {
+			t.Errorf("Normalize(%q)\n got %q\nwant %q", in, got, want)
+		}
+	}
+}
