@@ -32,6 +32,9 @@ func (s *Server) forwardCancel(ctx context.Context, pkt []byte, from string) err
 	owner, known := s.keys[string(pkt[8:])]
 	if known {
 		addr = owner.upstreamAddr
+		// ddlguard may be waiting on the client's behalf (blocker check,
+		// retry backoff) while the backend is idle: tell it too.
+		owner.userCancel.Store(true)
 	}
 	s.mu.Unlock()
 	err := s.sendCancel(ctx, addr, pkt)

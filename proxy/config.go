@@ -86,6 +86,9 @@ type Config struct {
 
 	// Guard decides statements; nil relays every statement untouched.
 	Guard *guard.Guard
+	// Exec tunes lock-aware execution (blocker check, retries).
+	Exec ExecConfig
+
 	// MonitorFacts, when set, answers catalog facts from side connections;
 	// otherwise they are asked on the client's own connection.
 	MonitorFacts *MonitorFacts
@@ -111,6 +114,7 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Exec = c.Exec.withDefaults()
 	return c
 }
 

@@ -30,7 +30,8 @@ import (
 
 // SQLSTATEs ddlguard raises or notices with (documented in the README).
 const (
-	CodeRejected   = "ZG001" // statement rejected by a rule (class ZG: implementation-defined)
+	CodeRejected = "ZG001" // statement rejected by a rule (class ZG: implementation-defined)
+	// ZG002 (codeNeedsOwnBatch): a guarded statement pipelined where no lock timeout can be applied.
 	codeWarn       = "01Z01" // warning: a rule in warn mode
 	codeUnchecked  = "01Z02" // warning: statement could not be checked
 	rejectMarker   = "C" + CodeRejected + "\x00"
@@ -53,6 +54,9 @@ func (c *clientConn) interceptQuery(body []byte) (frameAction, []byte) {
 	res := g.Decide(sql, &c.gsess, facts)
 	rejected := c.carryOut(res, sql)
 	if rejected < 0 {
+		if p := c.planFor(res); p != nil {
+			return c.executeTimeoutQuery(sql, res, p)
+		}
 		return forwardFrame, nil
 	}
 	d := res.Statements[rejected]
@@ -83,6 +87,9 @@ func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
 		return forwardFrame, nil
 	}
 	view := unsafe.String(unsafe.SliceData(rest), qEnd)
+	if c.stmtTimeouts != nil {
+		delete(c.stmtTimeouts, string(body[:nameEnd]))
+	}
 	c.syncSession()
 	if !guard.NeedsDecision(view, &c.gsess) {
 		return forwardFrame, nil
@@ -93,14 +100,31 @@ func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
 	facts := c.factsFor(g, sql, !c.sess.unsynced.Load())
 	res := g.Decide(sql, &c.gsess, facts)
 	rejected := c.carryOut(res, sql)
-	if rejected < 0 {
+	replacement := ""
+	if rejected >= 0 {
+		replacement = rejectStatement(res.Statements[rejected])
+	} else if p := c.planFor(res); p != nil {
+		// Every execution of this statement needs the lock timeout; this
+		// batch is protected now if it starts here, later ones at Bind.
+		if c.stmtTimeouts == nil {
+			c.stmtTimeouts = make(map[string]*timeoutPlan)
+		}
+		c.stmtTimeouts[string(body[:nameEnd])] = p
+		if c.restoreOnSync == nil && (c.sess.unsynced.Load() || !c.protectBatch(p)) {
+			replacement = raiseStatement(
+				"ddlguard: "+res.Statements[0].Kind+" needs a lock timeout, which ddlguard cannot apply in the middle of a pipeline",
+				"ddlguard sets lock_timeout before a batch starts and restores it after its Sync.",
+				"Send this statement as the first message of its own batch (after a Sync).", codeNeedsOwnBatch)
+		}
+	}
+	if replacement == "" {
 		return forwardFrame, nil
 	}
 	// Same name and parameter types, statement replaced.
 	out := make([]byte, 0, len(body)+512)
 	out = append(out, 'P', 0, 0, 0, 0)
 	out = append(out, body[:nameEnd+1]...)
-	out = append(out, rejectStatement(res.Statements[rejected])...)
+	out = append(out, replacement...)
 	out = append(out, 0)
 	out = append(out, rest[qEnd+1:]...)
 	binary.BigEndian.PutUint32(out[1:5], uint32(len(out)-1))

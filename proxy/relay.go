@@ -26,8 +26,8 @@ import (
 var clientInspect, upstreamInspect [256]bool
 
 func init() {
-	// Query, Parse, Sync, FunctionCall, Execute, Terminate
-	for _, t := range []byte{'Q', 'P', 'S', 'F', 'E', 'X'} {
+	// Query, Parse, Bind, Sync, FunctionCall, Execute, Terminate
+	for _, t := range []byte{'Q', 'P', 'B', 'S', 'F', 'E', 'X'} {
 		clientInspect[t] = true
 	}
 	// ReadyForQuery, ParameterStatus, ErrorResponse
@@ -96,6 +96,25 @@ type pump struct {
 	inspectAll *atomic.Bool
 	hook       func(typ byte, body []byte) (frameAction, []byte)
 	counter    *atomic.Int64
+	// wmu, when set, is held while writing each frame (and flushing), so
+	// that another goroutine can write whole frames to the same writer.
+	wmu *sync.Mutex
+	// after, when set, is called after each frame the hook saw has been
+	// written (not flushed: it flushes itself when it needs to); the client
+	// pump uses it to act once a Sync has left.
+	after func(typ byte) error
+}
+
+func (p *pump) lock() {
+	if p.wmu != nil {
+		p.wmu.Lock()
+	}
+}
+
+func (p *pump) unlock() {
+	if p.wmu != nil {
+		p.wmu.Unlock()
+	}
 }
 
 // run relays frames until a read or write fails or the hook says stop. It
@@ -106,7 +125,10 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 	var scratch []byte
 	for {
 		if r.Buffered() == 0 {
-			if err := w.Flush(); err != nil {
+			p.lock()
+			err := w.Flush()
+			p.unlock()
+			if err != nil {
 				return last, false, &writeError{err}
 			}
 		}
@@ -117,7 +139,10 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 		size := 5 + n
 		inspect := p.inspect[typ] || (p.inspectAll != nil && p.inspectAll.Load())
 		if !inspect && size > r.Size() {
-			if err := streamFrame(r, w, size); err != nil {
+			p.lock()
+			err := streamFrame(r, w, size)
+			p.unlock()
+			if err != nil {
 				return last, true, err
 			}
 			p.counter.Add(int64(size))
@@ -147,7 +172,10 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 			}
 		}
 		if action != dropFrame {
-			if _, err := w.Write(out); err != nil {
+			p.lock()
+			_, err := w.Write(out)
+			p.unlock()
+			if err != nil {
 				return last, true, &writeError{err}
 			}
 			p.counter.Add(int64(len(out)))
@@ -157,6 +185,11 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 		}
 		if action == stopAfter {
 			return typ, false, flushed(w)
+		}
+		if inspect && p.after != nil {
+			if err := p.after(typ); err != nil {
+				return typ, false, &writeError{err}
+			}
 		}
 		last = typ
 	}
@@ -209,12 +242,17 @@ func (c *clientConn) fromClient(typ byte, body []byte) (frameAction, []byte) {
 	switch typ {
 	case 'Q':
 		act, out := c.interceptQuery(body)
-		c.sess.pending.Add(1)
+		if act != dropFrame {
+			c.sess.pending.Add(1)
+		}
 		return act, out
 	case 'P':
 		act, out := c.interceptParse(body)
 		c.sess.unsynced.Store(true)
 		return act, out
+	case 'B':
+		c.interceptBind(body)
+		c.sess.unsynced.Store(true)
 	case 'S', 'F':
 		c.sess.pending.Add(1)
 	case 'E':
@@ -290,7 +328,7 @@ func asyncMessage(typ byte) bool { return typ == 'A' || typ == 'N' || typ == 'S'
 // the upstream leg so that the backend ends and releases its locks at once.
 func (c *clientConn) pumpFromClient() {
 	p := pump{r: c.cr, w: c.uw, limit: c.srv.cfg.MaxMessageSize, side: "client",
-		inspect: &clientInspect, hook: c.fromClient, counter: &c.sess.bytesFromClient}
+		inspect: &clientInspect, hook: c.fromClient, counter: &c.sess.bytesFromClient, after: c.afterClientFrame}
 	_, _, err := p.run()
 	var fe *frameError
 	var re *readError
@@ -341,7 +379,8 @@ func (c *clientConn) cancelIfBusy() {
 // already sent one, or a frame was cut in half), then closes both legs.
 func (c *clientConn) pumpFromUpstream() {
 	p := pump{r: c.ur, w: c.cw, limit: c.srv.cfg.MaxMessageSize, side: "upstream",
-		inspect: &upstreamInspect, inspectAll: &c.inspectAll, hook: c.fromUpstream, counter: &c.sess.bytesToClient}
+		inspect: &upstreamInspect, inspectAll: &c.inspectAll, hook: c.fromUpstream, counter: &c.sess.bytesToClient,
+		wmu: &c.cwMu}
 	last, mid, err := p.run()
 	var fe *frameError
 	var we *writeError

@@ -214,6 +214,12 @@ type clientConn struct {
 	inspectAll atomic.Bool
 	noticeMu   sync.Mutex
 	notices    []byte
+	cwMu       sync.Mutex  // held by whoever writes frames to cw during the relay
+	userCancel atomic.Bool // the client sent a CancelRequest for this session
+
+	// Extended-protocol timeout state (execute.go), client pump only.
+	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan
+	restoreOnSync *restorePlan            // set when a batch runs with an injected lock_timeout
 }
 
 // serve runs the connection from the first byte to the last.

@@ -1,0 +1,557 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/ddlguard/ddlguard/guard"
+)
+
+// Lock-aware execution of `timeout` decisions.
+//
+// A guarded statement must never wait in the lock queue long enough to
+// stall the readers queued behind it. Before sending it, ddlguard asks the
+// server (on the client's own connection, invisibly, at a sync point)
+// which other sessions hold or wait for locks on the target tables that
+// conflict with the lock the statement needs. While there are any, it waits
+// outside the queue, polling, within the retry budget. Then it runs the
+// statement with a short lock_timeout for that statement only:
+//
+//	SET [LOCAL] lock_timeout = '<short>'   -- hidden from the client
+//	<the client's statement>               -- its answer relayed as is
+//	SET [LOCAL] lock_timeout = '<before>'  -- hidden; restores the session's value
+//
+// (SET LOCAL inside the client's transaction, so that its own setting comes
+// back at COMMIT or ROLLBACK; a session whose lock_timeout is already as
+// short is left alone.) In autocommit, a single statement that still loses
+// the race and fails with lock_not_available (55P03) is retried with backoff
+// and jitter; inside a transaction it is not (the error has aborted the
+// client's transaction, and ddlguard does not own a savepoint there). When the
+// budget runs out, the client gets 55P03 naming the blockers, raised by the
+// server itself so the session is left as PostgreSQL would leave it.
+//
+// Extended protocol: the SET is injected before the first message of the
+// batch (Parse or Bind of a statement that needs it) and the restore after
+// the batch's Sync; a statement that needs a timeout in the middle of a
+// pipeline is rejected with advice to send it in its own batch.
+
+// ExecConfig tunes lock-aware execution. Zero fields take defaults.
+type ExecConfig struct {
+	// RetryBudget bounds the whole attempt: waiting for blockers, retries.
+	RetryBudget time.Duration
+	// BackoffMin and BackoffMax bound the (jittered) exponential backoff
+	// between retries after a lock timeout.
+	BackoffMin, BackoffMax time.Duration
+	// BlockerPoll is the interval of the blocker check while waiting.
+	BlockerPoll time.Duration
+	// NoBlockerCheck sends guarded statements without looking for blockers.
+	NoBlockerCheck bool
+	// IdleInTransactionTimeout bounds how long a client transaction may sit
+	// idle after a statement took ACCESS EXCLUSIVE (SET LOCAL
+	// idle_in_transaction_session_timeout); negative disables.
+	IdleInTransactionTimeout time.Duration
+}
+
+// Execution defaults.
+const (
+	DefaultRetryBudget              = 30 * time.Second
+	DefaultBackoffMin               = 100 * time.Millisecond
+	DefaultBackoffMax               = 2 * time.Second
+	DefaultBlockerPoll              = 100 * time.Millisecond
+	DefaultIdleInTransactionTimeout = 5 * time.Second
+)
+
+func (e ExecConfig) withDefaults() ExecConfig {
+	if e.RetryBudget == 0 {
+		e.RetryBudget = DefaultRetryBudget
+	}
+	if e.BackoffMin == 0 {
+		e.BackoffMin = DefaultBackoffMin
+	}
+	if e.BackoffMax == 0 {
+		e.BackoffMax = DefaultBackoffMax
+	}
+	if e.BlockerPoll == 0 {
+		e.BlockerPoll = DefaultBlockerPoll
+	}
+	if e.IdleInTransactionTimeout == 0 {
+		e.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
+	}
+	return e
+}
+
+// codeLockNotAvailable is PostgreSQL's lock_not_available.
+const codeLockNotAvailable = "55P03"
+
+// codeNeedsOwnBatch: a guarded statement in the middle of a pipeline.
+const codeNeedsOwnBatch = "ZG002"
+
+// timeoutPlan is what running guarded statements needs: the lock timeout
+// and the locks (for the blocker check).
+type timeoutPlan struct {
+	lockTimeout     time.Duration
+	targets         []guard.Lock // existing relations locked SHARE or stronger
+	accessExclusive bool
+}
+
+// planFor builds the plan for a result's timeout statements.
+func (c *clientConn) planFor(res guard.Result) *timeoutPlan {
+	p := &timeoutPlan{}
+	for _, d := range res.Statements {
+		if d.Action != guard.Timeout {
+			continue
+		}
+		if p.lockTimeout == 0 || d.LockTimeout < p.lockTimeout {
+			p.lockTimeout = d.LockTimeout
+		}
+		for _, l := range d.Locks {
+			if l.Mode >= guard.Share && !l.Created && !c.gsess.Temp[l.Relation] {
+				p.targets = append(p.targets, l)
+				p.accessExclusive = p.accessExclusive || l.Mode == guard.AccessExclusive
+			}
+		}
+	}
+	if p.lockTimeout == 0 {
+		return nil
+	}
+	return p
+}
+
+// preflight is what ddlguard reads before a guarded statement.
+type preflight struct {
+	lockTimeout, idleTimeout string // current settings, as SHOW prints them
+	blockers                 []blocker
+}
+
+type blocker struct {
+	PID      int     `json:"pid"`
+	User     string  `json:"user"`
+	App      string  `json:"app"`
+	Client   string  `json:"client"`
+	State    string  `json:"state"`
+	XactAge  float64 `json:"xact_age"`
+	Query    string  `json:"query"`
+	Mode     string  `json:"mode"`
+	Granted  bool    `json:"granted"`
+	Relation string  `json:"relation"`
+}
+
+// conflicting lists the pg_locks mode names that conflict with m.
+func conflicting(m guard.LockMode) []string {
+	var out []string
+	for o := guard.AccessShare; o <= guard.AccessExclusive; o++ {
+		if m.Conflicts(o) {
+			out = append(out, o.PgLocksName())
+		}
+	}
+	return out
+}
+
+// preflightQuery reads the session's timeouts and the sessions holding or
+// waiting for conflicting locks on the targets. Like the facts query it
+// takes no lock on user tables and cannot raise an error.
+func preflightQuery(targets []guard.Lock) (string, error) {
+	rows := []string{"(NULL::text, NULL::text, NULL::name, '{}'::text[])"}
+	for _, l := range targets {
+		if strings.ContainsAny(l.Relation, "\\\x00") {
+			return "", fmt.Errorf("relation name %q cannot be looked up safely", l.Relation)
+		}
+		nsp, rel := "NULL", sqlLiteral(l.Relation)
+		if i := strings.LastIndexByte(l.Relation, '.'); i >= 0 {
+			nsp, rel = sqlLiteral(l.Relation[:i]), sqlLiteral(l.Relation[i+1:])
+		}
+		modes := make([]string, 0, 8)
+		for _, m := range conflicting(l.Mode) {
+			modes = append(modes, sqlLiteral(m))
+		}
+		rows = append(rows, fmt.Sprintf("(%s, %s, %s, ARRAY[%s]::text[])", sqlLiteral(l.Relation), nsp, rel, strings.Join(modes, ",")))
+	}
+	return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'),
+ (SELECT json_agg(json_build_object('pid', l.pid, 'user', a.usename, 'app', a.application_name,
+     'client', COALESCE(host(a.client_addr) || ':' || a.client_port, 'local'), 'state', COALESCE(a.state, 'prepared transaction'),
+     'xact_age', COALESCE(extract(epoch FROM now() - a.xact_start), 0), 'query', left(a.query, 200),
+     'mode', l.mode, 'granted', l.granted, 'relation', t.name) ORDER BY l.granted DESC, a.xact_start)
+  FROM (VALUES ` + strings.Join(rows, ", ") + `) AS t(name, nsp, rel, modes)
+  JOIN LATERAL (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relname = t.rel AND (n.nspname = t.nsp OR (t.nsp IS NULL AND n.nspname = ANY (current_schemas(true))))
+      ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) c ON true
+  JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.relation = c.oid AND l.mode = ANY (t.modes)
+      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+      AND l.pid IS DISTINCT FROM pg_backend_pid()
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid)`, nil
+}
+
+// runPreflight asks the server; the caller has waited for a sync point.
+func (c *clientConn) runPreflight(p *timeoutPlan) (*preflight, error) {
+	targets := p.targets
+	if c.srv.cfg.Exec.NoBlockerCheck {
+		targets = nil
+	}
+	q, err := preflightQuery(targets)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := c.internalQuery(q, factsWait)
+	if err != nil {
+		return nil, err
+	}
+	pf := &preflight{}
+	for _, f := range frames {
+		switch f.typ {
+		case 'E':
+			return nil, upstreamError(f.body)
+		case 'D':
+			var row pgproto3.DataRow
+			if err := row.Decode(f.body); err != nil || len(row.Values) != 3 {
+				return nil, fmt.Errorf("malformed preflight row")
+			}
+			pf.lockTimeout, pf.idleTimeout = string(row.Values[0]), string(row.Values[1])
+			if row.Values[2] != nil {
+				if err := json.Unmarshal(row.Values[2], &pf.blockers); err != nil {
+					return nil, fmt.Errorf("preflight blockers: %w", err)
+				}
+			}
+		}
+	}
+	return pf, nil
+}
+
+// pgDuration reads a time setting as SHOW prints it ("0", "500ms", "1s",
+// "2min"); ok is false for anything else.
+func pgDuration(s string) (time.Duration, bool) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	unit := map[string]time.Duration{"": time.Millisecond, "us": time.Microsecond, "ms": time.Millisecond, "s": time.Second,
+		"min": time.Minute, "h": time.Hour, "d": 24 * time.Hour}[strings.TrimSpace(s[i:])]
+	if unit == 0 {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// timeoutStatements returns the hidden SET before the guarded statement
+// and the restore after it ("" when the session's own lock_timeout is
+// already as short).
+func timeoutStatements(prev string, want time.Duration, inTx bool) (set, restore string) {
+	if d, ok := pgDuration(prev); ok && d > 0 && d <= want {
+		return "", ""
+	}
+	kw := "SET"
+	if inTx {
+		kw = "SET LOCAL"
+	}
+	return fmt.Sprintf("%s lock_timeout = '%dms'", kw, want.Milliseconds()),
+		kw + " lock_timeout = " + sqlLiteral(prev)
+}
+
+// hidden runs one of ddlguard's own statements; its answer is consumed.
+// Errors are returned for logging only.
+func (c *clientConn) hidden(sql string) error {
+	frames, err := c.internalQuery(sql, factsWait)
+	if err != nil {
+		return err
+	}
+	for _, f := range frames {
+		if f.typ == 'E' {
+			return upstreamError(f.body)
+		}
+	}
+	return nil
+}
+
+// closing reports whether the connection is being torn down.
+func (c *clientConn) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// waitForBlockers polls until no session blocks the plan's locks or the
+// deadline passes; it returns the last preflight.
+func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*preflight, error) {
+	for {
+		pf, err := c.runPreflight(p)
+		if err != nil || len(pf.blockers) == 0 || !time.Now().Before(deadline) || c.closing() || c.userCancel.Load() {
+			return pf, err
+		}
+		c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
+	}
+}
+
+// pause sleeps, waking early when the client cancels or goes away.
+func (c *clientConn) pause(d time.Duration) {
+	end := time.Now().Add(d)
+	for time.Now().Before(end) && !c.userCancel.Load() && !c.closing() {
+		time.Sleep(min(10*time.Millisecond, time.Until(end)))
+	}
+}
+
+// cancelledByUser answers a statement the client cancelled while ddlguard
+// was waiting for it, with the error PostgreSQL gives a cancelled statement.
+func cancelledByUser() (frameAction, []byte) {
+	return replaceFrame, queryFrame(raiseStatement("canceling statement due to user request",
+		"ddlguard was waiting for the locks the statement needs (no lock had been requested yet).", "", "57014"))
+}
+
+// executeTimeoutQuery runs a simple Query whose statements need the lock
+// timeout, and delivers the answer to the client itself. It returns how
+// the client's original frame is to be treated.
+func (c *clientConn) executeTimeoutQuery(sql string, res guard.Result, p *timeoutPlan) (frameAction, []byte) {
+	if !c.waitIdle(factsIdleWait) {
+		return replaceFrame, queryFrame(raiseStatement(
+			"ddlguard: a statement that needs a lock timeout was pipelined behind unfinished queries",
+			"ddlguard runs such statements only when the server owes the client nothing.",
+			"Wait for the previous results before sending it.", codeNeedsOwnBatch))
+	}
+	if c.sess.TxStatus() == TxFailed {
+		return forwardFrame, nil // the server refuses it anyway
+	}
+	for _, d := range res.Statements {
+		if d.Kind == "COPY" {
+			// A COPY's data flows between client and server mid-answer: it
+			// cannot be run on the client's behalf. Sent as it is.
+			return forwardFrame, nil
+		}
+	}
+	cfg := c.srv.cfg.Exec
+	c.userCancel.Store(false)
+	inTx := c.sess.TxStatus() == TxInBlock
+	single := len(res.Statements) == 1 && res.Statements[0].Effects.TxControl == guard.TxNone
+	retry := !inTx && single
+	deadline := time.Now().Add(cfg.RetryBudget)
+	for attempt := 0; ; attempt++ {
+		pf, err := c.waitForBlockers(p, deadline)
+		if c.userCancel.Swap(false) {
+			return cancelledByUser()
+		}
+		if err != nil {
+			c.srv.log.Warn("preflight failed; sending the statement with the lock timeout only", "conn_id", c.id, "err", err)
+			pf = &preflight{lockTimeout: "0"}
+		}
+		if len(pf.blockers) > 0 {
+			return c.deliverFinal(p, pf, attempt)
+		}
+		set, restore := timeoutStatements(pf.lockTimeout, p.lockTimeout, inTx)
+		if set != "" {
+			if err := c.hidden(set); err != nil {
+				c.srv.log.Warn("could not set lock_timeout", "conn_id", c.id, "err", err)
+			}
+		}
+		frames, err := c.internalQuery(sql, 24*time.Hour)
+		if err != nil {
+			return dropFrame, nil // connection is going away
+		}
+		if restore != "" {
+			c.hidden(restore) // fails only in an aborted transaction, which ROLLBACK restores
+		}
+		if retry && lockNotAvailable(frames) && time.Now().Before(deadline) {
+			c.srv.log.Info("lock timeout; retrying", "conn_id", c.id, "attempt", attempt+1)
+			c.pause(min(backoff(cfg, attempt), time.Until(deadline)))
+			if c.userCancel.Load() {
+				c.deliver(frames) // the lock timeout error stands
+				return dropFrame, nil
+			}
+			continue
+		}
+		if lockNotAvailable(frames) {
+			if pf2, err := c.runPreflight(p); err == nil && len(pf2.blockers) > 0 && !inTx {
+				return c.deliverFinal(p, pf2, attempt+1)
+			}
+		}
+		if !lockNotAvailable(frames) && inTx && p.accessExclusive {
+			c.boundIdleInTransaction(pf.idleTimeout)
+		}
+		c.deliver(frames)
+		return dropFrame, nil
+	}
+}
+
+// backoff is the jittered exponential delay before retry attempt+1.
+func backoff(cfg ExecConfig, attempt int) time.Duration {
+	d := cfg.BackoffMin << min(attempt, 10)
+	if d > cfg.BackoffMax || d <= 0 {
+		d = cfg.BackoffMax
+	}
+	return d/2 + rand.N(d/2+1)
+}
+
+// lockNotAvailable reports whether the answer is a 55P03 error.
+func lockNotAvailable(frames []divertedFrame) bool {
+	for _, f := range frames {
+		if f.typ == 'E' && bytes.Contains(f.body, []byte("C"+codeLockNotAvailable+"\x00")) {
+			return true
+		}
+	}
+	return false
+}
+
+// boundIdleInTransaction limits how long the client's transaction may now
+// sit idle holding ACCESS EXCLUSIVE (for this transaction only).
+func (c *clientConn) boundIdleInTransaction(current string) {
+	limit := c.srv.cfg.Exec.IdleInTransactionTimeout
+	if limit <= 0 {
+		return
+	}
+	if d, ok := pgDuration(current); ok && d > 0 && d <= limit {
+		return
+	}
+	if err := c.hidden(fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = '%dms'", limit.Milliseconds())); err != nil {
+		c.srv.log.Warn("could not bound idle_in_transaction_session_timeout", "conn_id", c.id, "err", err)
+	}
+}
+
+// deliverFinal answers the client with 55P03 naming the blockers, raised by
+// the server (so a transaction is aborted exactly as a real lock timeout
+// would abort it).
+func (c *clientConn) deliverFinal(p *timeoutPlan, pf *preflight, attempts int) (frameAction, []byte) {
+	var rels []string
+	for _, l := range p.targets {
+		rels = appendUniqueString(rels, l.Mode.String()+" on "+l.Relation)
+	}
+	msg := fmt.Sprintf("ddlguard: could not get %s within %s without queueing in front of other sessions (%d attempts)",
+		strings.Join(rels, ", "), c.srv.cfg.Exec.RetryBudget, attempts+1)
+	var detail, hint []string
+	for _, b := range pf.blockers {
+		how := "holds"
+		if !b.Granted {
+			how = "waits for"
+		}
+		detail = append(detail, fmt.Sprintf("pid %d (user %s, application %q, client %s) %s %s on %s; state %s, transaction open %.0fs; query: %s",
+			b.PID, b.User, b.App, b.Client, how, b.Mode, b.Relation, b.State, b.XactAge, firstLine(b.Query)))
+		hint = append(hint, fmt.Sprintf("SELECT pg_terminate_backend(%d);", b.PID))
+	}
+	h := "Retry later, or end the blocking session"
+	if len(hint) > 0 {
+		h += " (operators): " + strings.Join(hint, " ")
+	}
+	c.srv.log.Warn("guarded statement gave up", "conn_id", c.id, "blockers", len(pf.blockers), "budget", c.srv.cfg.Exec.RetryBudget)
+	return replaceFrame, queryFrame(raiseStatement(msg, "blocked by: "+strings.Join(detail, "\n"), h, codeLockNotAvailable))
+}
+
+func appendUniqueString(list []string, s string) []string {
+	for _, x := range list {
+		if x == s {
+			return list
+		}
+	}
+	return append(list, s)
+}
+
+// deliver writes ddlguard-collected frames to the client (queued notices
+// first) and records the transaction status they end with.
+func (c *clientConn) deliver(frames []divertedFrame) {
+	out := c.takeNotices()
+	for _, f := range frames {
+		out = appendFrame(out, f.typ, f.body)
+		if f.typ == 'Z' && len(f.body) == 1 {
+			c.sess.txStatus.Store(uint32(f.body[0]))
+		}
+	}
+	c.cwMu.Lock()
+	c.cw.Write(out)
+	c.cw.Flush()
+	c.cwMu.Unlock()
+	c.sess.bytesToClient.Add(int64(len(out)))
+}
+
+func queryFrame(sql string) []byte {
+	out, _ := (&pgproto3.Query{String: sql}).Encode(nil)
+	return out
+}
+
+// restorePlan is armed when an extended-protocol batch runs with an
+// injected lock_timeout: after the batch's Sync, restore it.
+type restorePlan struct {
+	restore         string
+	accessExclusive bool
+	idleTimeout     string
+}
+
+// protectBatch prepares the batch that starts with the current message to
+// run plan p: waits out blockers, sets the lock timeout, and arms the
+// restore after the batch's Sync. It reports false when it could not.
+func (c *clientConn) protectBatch(p *timeoutPlan) bool {
+	if !c.waitIdle(factsIdleWait) {
+		return false
+	}
+	if c.sess.TxStatus() == TxFailed {
+		return true
+	}
+	inTx := c.sess.TxStatus() == TxInBlock
+	pf, err := c.waitForBlockers(p, time.Now().Add(c.srv.cfg.Exec.RetryBudget))
+	if err != nil {
+		pf = &preflight{lockTimeout: "0"}
+	}
+	set, restore := timeoutStatements(pf.lockTimeout, p.lockTimeout, inTx)
+	if set != "" {
+		c.hidden(set)
+	}
+	c.restoreOnSync = &restorePlan{restore: restore, accessExclusive: p.accessExclusive && inTx, idleTimeout: pf.idleTimeout}
+	return true
+}
+
+// afterClientFrame runs after each inspected client frame has been written
+// upstream: once the Sync of a protected batch has left, it waits for the
+// batch's answer and restores the lock timeout.
+func (c *clientConn) afterClientFrame(typ byte) error {
+	rp := c.restoreOnSync
+	if typ != 'S' || rp == nil {
+		return nil
+	}
+	c.restoreOnSync = nil
+	if err := c.uw.Flush(); err != nil {
+		return err
+	}
+	for c.sess.pending.Load() > 0 && !c.closing() {
+		c.waitIdle(time.Second)
+	}
+	if c.closing() {
+		return nil
+	}
+	if rp.restore != "" {
+		c.hidden(rp.restore)
+	}
+	if rp.accessExclusive && c.sess.TxStatus() == TxInBlock {
+		c.boundIdleInTransaction(rp.idleTimeout)
+	}
+	return nil
+}
+
+// interceptBind protects a batch that starts by binding a prepared
+// statement whose execution needs the lock timeout.
+func (c *clientConn) interceptBind(body []byte) {
+	if len(c.stmtTimeouts) == 0 || c.restoreOnSync != nil {
+		return
+	}
+	portalEnd := bytes.IndexByte(body, 0)
+	if portalEnd < 0 {
+		return
+	}
+	rest := body[portalEnd+1:]
+	stmtEnd := bytes.IndexByte(rest, 0)
+	if stmtEnd < 0 {
+		return
+	}
+	p := c.stmtTimeouts[string(rest[:stmtEnd])]
+	if p == nil {
+		return
+	}
+	if c.sess.unsynced.Load() || !c.protectBatch(p) {
+		c.srv.log.Warn("prepared statement that needs a lock timeout executed mid-pipeline; it runs without it",
+			"conn_id", c.id, "statement", string(rest[:stmtEnd]))
+	}
+}
