@@ -35,6 +35,21 @@ type Config struct {
 	Log              LogConfig     `yaml:"log"`
 	Guard            GuardConfig   `yaml:"guard"`
 	Monitor          MonitorConfig `yaml:"monitor"`
+	Execution        Execution     `yaml:"execution"`
+}
+
+// Execution tunes how guarded statements run (lock-aware execution).
+type Execution struct {
+	// RetryBudget bounds waiting for blockers plus retries.
+	RetryBudget time.Duration `yaml:"retry_budget"`
+	BackoffMin  time.Duration `yaml:"backoff_min"`
+	BackoffMax  time.Duration `yaml:"backoff_max"`
+	// BlockerCheck looks for conflicting lock holders before sending.
+	BlockerCheck bool          `yaml:"blocker_check"`
+	BlockerPoll  time.Duration `yaml:"blocker_poll"`
+	// IdleInTransactionTimeout bounds an idle transaction that holds
+	// ACCESS EXCLUSIVE after a guarded statement (0 disables).
+	IdleInTransactionTimeout time.Duration `yaml:"idle_in_transaction_timeout"`
 }
 
 // MonitorConfig is ddlguard's own connection to the server (catalog facts
@@ -107,6 +122,14 @@ func defaultConfig() Config {
 		Guard: GuardConfig{
 			LockTimeout:     guard.DefaultLockTimeout,
 			SmallTableBytes: guard.DefaultSmallTableBytes,
+		},
+		Execution: Execution{
+			RetryBudget:              proxy.DefaultRetryBudget,
+			BackoffMin:               proxy.DefaultBackoffMin,
+			BackoffMax:               proxy.DefaultBackoffMax,
+			BlockerCheck:             true,
+			BlockerPoll:              proxy.DefaultBlockerPoll,
+			IdleInTransactionTimeout: proxy.DefaultIdleInTransactionTimeout,
 		},
 	}
 }
@@ -465,6 +488,26 @@ func (cfg Config) proxyConfig(logger *slog.Logger) (proxy.Config, error) {
 			tc.Certificates = []tls.Certificate{cert}
 		}
 		pc.UpstreamTLS = tc
+	}
+	e := cfg.Execution
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"retry_budget", e.RetryBudget}, {"backoff_min", e.BackoffMin}, {"backoff_max", e.BackoffMax}, {"blocker_poll", e.BlockerPoll}} {
+		if d.v <= 0 {
+			return pc, configErrorf("execution.%s: must be greater than zero", d.name)
+		}
+	}
+	if e.BackoffMax < e.BackoffMin {
+		return pc, configErrorf("execution.backoff_max: %s is below backoff_min %s", e.BackoffMax, e.BackoffMin)
+	}
+	if e.IdleInTransactionTimeout < 0 {
+		return pc, configErrorf("execution.idle_in_transaction_timeout: must not be negative (0 disables)")
+	}
+	pc.Exec = proxy.ExecConfig{RetryBudget: e.RetryBudget, BackoffMin: e.BackoffMin, BackoffMax: e.BackoffMax,
+		BlockerPoll: e.BlockerPoll, NoBlockerCheck: !e.BlockerCheck, IdleInTransactionTimeout: e.IdleInTransactionTimeout}
+	if pc.Exec.IdleInTransactionTimeout == 0 {
+		pc.Exec.IdleInTransactionTimeout = -1 // disabled
 	}
 	if cfg.Monitor.DSN != "" {
 		m, err := proxy.NewMonitorFacts(cfg.Monitor.DSN) // pgx masks passwords in its errors

@@ -30,6 +30,9 @@ func TestConfigDefaultsAreTheSafeProductionSetup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if pc.Exec.RetryBudget != 30*time.Second || pc.Exec.NoBlockerCheck || pc.Exec.IdleInTransactionTimeout != 5*time.Second {
+		t.Fatalf("unexpected execution defaults: %+v", pc.Exec)
+	}
 	if pc.Listen != "127.0.0.1:6432" || pc.UpstreamTLSMode != proxy.UpstreamTLSPrefer ||
 		pc.MaxMessageSize != 1<<30 || pc.AllowReplication || pc.ConnectTimeout != 5*time.Second ||
 		pc.StartupTimeout != 60*time.Second || pc.ClientTLS != nil {
@@ -93,6 +96,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bad log level", "upstream: db:5432\nlog:\n  level: loud\n", nil, nil, `log.level: "loud"`},
 		{"bad log format", "upstream: db:5432\nlog:\n  format: xml\n", nil, nil, `log.format: "xml"`},
 		{"missing file", "", nil, []string{"--config", "/nonexistent/ddlguard.yaml"}, "config file: open /nonexistent/ddlguard.yaml"},
+		{"bad retry budget", "upstream: db:5432\nexecution:\n  retry_budget: 0s\n", nil, nil, "execution.retry_budget: must be greater than zero"},
+		{"backoff order", "upstream: db:5432\nexecution:\n  backoff_min: 5s\n  backoff_max: 1s\n", nil, nil, "execution.backoff_max: 1s is below backoff_min 5s"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
