@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,5 +115,63 @@ func TestFactsMonitorAndPipeline(t *testing.T) {
 	conn := plain.Connect(t, pgcluster.Superuser, "postgres", "sslmode", "disable")
 	if _, err := conn.Exec(ctx, "CREATE INDEX facts_small_idx_boundary ON facts_small (id)"); err != nil {
 		t.Fatalf("CREATE INDEX on a small table at a boundary: %v", err)
+	}
+}
+
+// With a monitor connection, the blocker check polls there: the client's
+// DDL waits outside the queue and, when the budget runs out, fails with
+// 55P03 naming the blocker.
+func TestFactsMonitorBlockerCheck(t *testing.T) {
+	super := superConn(t, "postgres")
+	ctx := context.Background()
+	for _, q := range []string{
+		"DROP TABLE IF EXISTS facts_blocked",
+		"CREATE TABLE facts_blocked (id int)",
+	} {
+		if _, err := super.Exec(ctx, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g, err := guard.New(guard.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	monitor, err := proxy.NewMonitorFacts(cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(monitor.Close)
+	p := startProxy(t, func(c *proxy.Config) {
+		c.Guard, c.MonitorFacts = g, monitor
+		c.Exec = proxy.ExecConfig{RetryBudget: time.Second}
+	})
+
+	blocker := connectDirect(t, cluster, pgcluster.Superuser, "postgres")
+	if _, err := blocker.Exec(ctx, "BEGIN; SELECT count(*) FROM facts_blocked"); err != nil {
+		t.Fatal(err)
+	}
+	var blockerPID int32
+	blocker.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&blockerPID)
+
+	conn := p.Connect(t, pgcluster.Superuser, "postgres", "sslmode", "disable")
+	start := time.Now()
+	_, err = conn.Exec(ctx, "ALTER TABLE facts_blocked ADD COLUMN c int")
+	took := time.Since(start)
+	pgErr := pgErrorOf(err)
+	if pgErr == nil || pgErr.Code != "55P03" || !strings.Contains(pgErr.Detail, fmt.Sprintf("pid %d", blockerPID)) ||
+		!strings.Contains(pgErr.Hint, fmt.Sprintf("pg_terminate_backend(%d)", blockerPID)) {
+		t.Fatalf("after the budget: %v (detail %q)", err, pgErr.Detail)
+	}
+	if took < time.Second || took > 5*time.Second {
+		t.Fatalf("gave up after %s, want about the 1s budget", took)
+	}
+	var monitors int
+	super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ddlguard-facts'").Scan(&monitors)
+	if monitors == 0 {
+		t.Fatal("no monitor connection was used for the blocker check")
+	}
+	blocker.Exec(ctx, "ROLLBACK")
+	if _, err := conn.Exec(ctx, "ALTER TABLE facts_blocked ADD COLUMN c int"); err != nil {
+		t.Fatalf("once the blocker is gone: %v", err)
 	}
 }

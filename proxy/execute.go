@@ -157,7 +157,7 @@ func conflicting(m guard.LockMode) []string {
 // preflightQuery reads the session's timeouts and the sessions holding or
 // waiting for conflicting locks on the targets. Like the facts query it
 // takes no lock on user tables and cannot raise an error.
-func preflightQuery(targets []guard.Lock) (string, error) {
+func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
 	rows := []string{"(NULL::text, NULL::text, NULL::name, '{}'::text[])"}
 	for _, l := range targets {
 		if strings.ContainsAny(l.Relation, "\\\x00") {
@@ -184,7 +184,7 @@ func preflightQuery(targets []guard.Lock) (string, error) {
       ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) c ON true
   JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.relation = c.oid AND l.mode = ANY (t.modes)
       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-      AND l.pid IS DISTINCT FROM pg_backend_pid()
+      AND l.pid IS DISTINCT FROM ` + strconv.FormatUint(uint64(clientPID), 10) + `
   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid)`, nil
 }
 
@@ -194,7 +194,7 @@ func (c *clientConn) runPreflight(p *timeoutPlan) (*preflight, error) {
 	if c.srv.cfg.Exec.NoBlockerCheck {
 		targets = nil
 	}
-	q, err := preflightQuery(targets)
+	q, err := preflightQuery(targets, c.sess.backendPID)
 	if err != nil {
 		return nil, err
 	}
@@ -283,6 +283,24 @@ func (c *clientConn) closing() bool {
 // waitForBlockers polls until no session blocks the plan's locks or the
 // deadline passes; it returns the last preflight.
 func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*preflight, error) {
+	if m := c.srv.cfg.MonitorFacts; m != nil && !c.srv.cfg.Exec.NoBlockerCheck {
+		// Poll on the monitor connection; read the session's own settings
+		// once, on the client's connection, when the way is clear.
+		for {
+			bs, err := m.Blockers(c.sess.Database, p.targets, c.sess.backendPID)
+			if err != nil {
+				break // fall back to the client's connection
+			}
+			if len(bs) > 0 && time.Now().Before(deadline) && !c.closing() && !c.userCancel.Load() {
+				c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
+				continue
+			}
+			if len(bs) > 0 {
+				return &preflight{lockTimeout: "0", blockers: bs}, nil
+			}
+			return c.runPreflight(p)
+		}
+	}
 	for {
 		pf, err := c.runPreflight(p)
 		if err != nil || len(pf.blockers) == 0 || !time.Now().Before(deadline) || c.closing() || c.userCancel.Load() {

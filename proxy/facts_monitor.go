@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -94,6 +95,33 @@ func (m *MonitorFacts) Facts(database string, names []string) (map[string]*guard
 		}
 	}
 	return out, rows.Err()
+}
+
+// Blockers runs the blocker check for targets on the monitor connection,
+// excluding the client's own backend.
+func (m *MonitorFacts) Blockers(database string, targets []guard.Lock, clientPID uint32) ([]blocker, error) {
+	p, err := m.pool(database)
+	if err != nil {
+		return nil, err
+	}
+	q, err := preflightQuery(targets, clientPID)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	var lt, idle string
+	var js []byte
+	if err := p.QueryRow(ctx, q).Scan(&lt, &idle, &js); err != nil {
+		return nil, fmt.Errorf("monitor blocker check: %w", err)
+	}
+	var bs []blocker
+	if js != nil {
+		if err := json.Unmarshal(js, &bs); err != nil {
+			return nil, err
+		}
+	}
+	return bs, nil
 }
 
 // Close closes every pool.
