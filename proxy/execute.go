@@ -329,15 +329,6 @@ func cancelledByUser() (frameAction, []byte) {
 // timeout, and delivers the answer to the client itself. It returns how
 // the client's original frame is to be treated.
 func (c *clientConn) executeTimeoutQuery(sql string, res guard.Result, p *timeoutPlan) (frameAction, []byte) {
-	if !c.waitIdle(factsIdleWait) {
-		return replaceFrame, queryFrame(raiseStatement(
-			"ddlguard: a statement that needs a lock timeout was pipelined behind unfinished queries",
-			"ddlguard runs such statements only when the server owes the client nothing.",
-			"Wait for the previous results before sending it.", codeNeedsOwnBatch))
-	}
-	if c.sess.TxStatus() == TxFailed {
-		return forwardFrame, nil // the server refuses it anyway
-	}
 	for _, d := range res.Statements {
 		if d.Kind == "COPY" {
 			// A COPY's data flows between client and server mid-answer: it
@@ -345,11 +336,27 @@ func (c *clientConn) executeTimeoutQuery(sql string, res guard.Result, p *timeou
 			return forwardFrame, nil
 		}
 	}
+	single := len(res.Statements) == 1 && res.Statements[0].Effects.TxControl == guard.TxNone
+	return c.runGuarded(queryFrame(sql), p, single)
+}
+
+// runGuarded runs frames (a Query, or an extended batch ending in Sync)
+// under plan p: blocker check, statement-only lock timeout, retries when
+// retryable and in autocommit; then delivers the answer to the client.
+func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (frameAction, []byte) {
+	if !c.waitIdle(factsIdleWait) {
+		return replaceFrame, queryFrame(raiseStatement(
+			"ddlguard: a statement that needs a lock timeout was pipelined behind unfinished queries",
+			"ddlguard runs such statements only when the server owes the client nothing.",
+			"Wait for the previous results before sending it.", codeNeedsOwnBatch))
+	}
+	if c.sess.TxStatus() == TxFailed {
+		return replaceFrame, frames // the server refuses it anyway
+	}
 	cfg := c.srv.cfg.Exec
 	c.userCancel.Store(false)
 	inTx := c.sess.TxStatus() == TxInBlock
-	single := len(res.Statements) == 1 && res.Statements[0].Effects.TxControl == guard.TxNone
-	retry := !inTx && single
+	retry := !inTx && retryable
 	deadline := time.Now().Add(cfg.RetryBudget)
 	for attempt := 0; ; attempt++ {
 		pf, err := c.waitForBlockers(p, deadline)
@@ -369,31 +376,31 @@ func (c *clientConn) executeTimeoutQuery(sql string, res guard.Result, p *timeou
 				c.srv.log.Warn("could not set lock_timeout", "conn_id", c.id, "err", err)
 			}
 		}
-		frames, err := c.internalQuery(sql, 24*time.Hour)
+		answer, err := c.internalSend(frames, 24*time.Hour)
 		if err != nil {
 			return dropFrame, nil // connection is going away
 		}
 		if restore != "" {
 			c.hidden(restore) // fails only in an aborted transaction, which ROLLBACK restores
 		}
-		if retry && lockNotAvailable(frames) && time.Now().Before(deadline) {
+		if retry && lockNotAvailable(answer) && time.Now().Before(deadline) {
 			c.srv.log.Info("lock timeout; retrying", "conn_id", c.id, "attempt", attempt+1)
 			c.pause(min(backoff(cfg, attempt), time.Until(deadline)))
 			if c.userCancel.Load() {
-				c.deliver(frames) // the lock timeout error stands
+				c.deliver(answer) // the lock timeout error stands
 				return dropFrame, nil
 			}
 			continue
 		}
-		if lockNotAvailable(frames) {
-			if pf2, err := c.runPreflight(p); err == nil && len(pf2.blockers) > 0 && !inTx {
+		if lockNotAvailable(answer) && retry {
+			if pf2, err := c.runPreflight(p); err == nil && len(pf2.blockers) > 0 {
 				return c.deliverFinal(p, pf2, attempt+1)
 			}
 		}
-		if !lockNotAvailable(frames) && inTx && p.accessExclusive {
+		if !lockNotAvailable(answer) && inTx && p.accessExclusive {
 			c.boundIdleInTransaction(pf.idleTimeout)
 		}
-		c.deliver(frames)
+		c.deliver(answer)
 		return dropFrame, nil
 	}
 }
@@ -549,6 +556,59 @@ func (c *clientConn) afterClientFrame(typ byte) error {
 	return nil
 }
 
+// heldBatch is an extended-protocol batch that needs the lock timeout,
+// held back until its Sync so that it can be run (and retried) as a whole.
+type heldBatch struct {
+	plan     *timeoutPlan
+	frames   []byte
+	executes int
+}
+
+// holdBatch starts holding the batch whose first message is being decided.
+func (c *clientConn) holdBatch(p *timeoutPlan) {
+	c.batch = &heldBatch{plan: p}
+	c.clientInspectAll.Store(true)
+}
+
+// batchFrame takes a client frame while a batch is held.
+func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
+	b := c.batch
+	switch typ {
+	case 'P':
+		// Decided like any Parse (a rejection replaces the statement).
+		act, out := c.interceptParse(body)
+		if act == replaceFrame {
+			b.frames = append(b.frames, out...)
+		} else {
+			b.frames = appendFrame(b.frames, typ, body)
+		}
+		return dropFrame, nil
+	case 'E':
+		b.executes++
+	case 'S':
+		b.frames = appendFrame(b.frames, typ, body)
+		c.batch = nil
+		c.clientInspectAll.Store(false)
+		return c.runGuarded(b.frames, b.plan, b.executes == 1)
+	case 'H', 'Q', 'X', 'F', 'd', 'c', 'f':
+		// The client wants answers before its Sync (Flush), or steps out
+		// of the batch: send what was held with the lock timeout set, no
+		// retries.
+		c.batch = nil
+		c.clientInspectAll.Store(false)
+		held := appendFrame(b.frames, typ, body)
+		if !c.protectBatch(b.plan) {
+			c.srv.log.Warn("batch that needs a lock timeout could not be protected", "conn_id", c.id)
+		}
+		if typ == 'X' {
+			return stopAfter, nil
+		}
+		return replaceFrame, held
+	}
+	b.frames = appendFrame(b.frames, typ, body)
+	return dropFrame, nil
+}
+
 // interceptBind protects a batch that starts by binding a prepared
 // statement whose execution needs the lock timeout.
 func (c *clientConn) interceptBind(body []byte) {
@@ -568,8 +628,10 @@ func (c *clientConn) interceptBind(body []byte) {
 	if p == nil {
 		return
 	}
-	if c.sess.unsynced.Load() || !c.protectBatch(p) {
+	if c.sess.unsynced.Load() {
 		c.srv.log.Warn("prepared statement that needs a lock timeout executed mid-pipeline; it runs without it",
 			"conn_id", c.id, "statement", string(rest[:stmtEnd]))
+		return
 	}
+	c.holdBatch(p)
 }

@@ -165,11 +165,17 @@ func (d *divertBuf) add(typ byte, body []byte) {
 // connection and returns the frames that answer it, up to ReadyForQuery.
 // The caller has made sure the server owes the client nothing.
 func (c *clientConn) internalQuery(sql string, limit time.Duration) ([]divertedFrame, error) {
+	frame, _ := (&pgproto3.Query{String: sql}).Encode(nil)
+	return c.internalSend(frame, limit)
+}
+
+// internalSend sends frames that end in exactly one ReadyForQuery (a Query,
+// or an extended batch ending in Sync) and collects the answer.
+func (c *clientConn) internalSend(frame []byte, limit time.Duration) ([]divertedFrame, error) {
 	d := &divertBuf{done: make(chan struct{})}
 	c.divert.Store(d)
 	c.updateInspectAll()
 	c.sess.pending.Add(1)
-	frame, _ := (&pgproto3.Query{String: sql}).Encode(nil)
 	if _, err := c.uw.Write(frame); err != nil {
 		return nil, err
 	}

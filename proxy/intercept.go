@@ -110,12 +110,21 @@ func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
 			c.stmtTimeouts = make(map[string]*timeoutPlan)
 		}
 		c.stmtTimeouts[string(body[:nameEnd])] = p
-		if c.restoreOnSync == nil && (c.sess.unsynced.Load() || !c.protectBatch(p)) {
+		switch {
+		case c.batch != nil || c.restoreOnSync != nil:
+			// Part of a batch already held or protected.
+		case !c.sess.unsynced.Load():
+			c.holdBatch(p) // first message of its batch: hold it until Sync
+			c.batch.frames = appendFrame(c.batch.frames, 'P', body)
+		default:
 			replacement = raiseStatement(
 				"ddlguard: "+res.Statements[0].Kind+" needs a lock timeout, which ddlguard cannot apply in the middle of a pipeline",
 				"ddlguard sets lock_timeout before a batch starts and restores it after its Sync.",
 				"Send this statement as the first message of its own batch (after a Sync).", codeNeedsOwnBatch)
 		}
+	}
+	if c.batch != nil && replacement == "" {
+		return dropFrame, nil // held with its batch
 	}
 	if replacement == "" {
 		return forwardFrame, nil

@@ -239,6 +239,26 @@ func (c *clientConn) relay() {
 // frame leaves: Query and Parse are decided (intercept.go) and may be
 // replaced; the counters that track what the server owes are kept.
 func (c *clientConn) fromClient(typ byte, body []byte) (frameAction, []byte) {
+	if c.batch != nil {
+		if typ == 'S' || typ == 'E' || typ == 'P' || typ == 'B' || typ == 'F' {
+			c.sess.unsynced.Store(typ != 'S')
+		}
+		act, out := c.batchFrame(typ, body)
+		if act == replaceFrame && typ != 'S' {
+			// Released as it was (Flush or the like): count what the
+			// server will answer.
+			if typ == 'Q' || typ == 'F' {
+				c.sess.pending.Add(1)
+			}
+		}
+		if act == stopAfter {
+			c.end.set("client terminated")
+			c.end.mu.Lock()
+			c.end.clientTerminated = true
+			c.end.mu.Unlock()
+		}
+		return act, out
+	}
 	switch typ {
 	case 'Q':
 		act, out := c.interceptQuery(body)
@@ -253,6 +273,10 @@ func (c *clientConn) fromClient(typ byte, body []byte) (frameAction, []byte) {
 	case 'B':
 		c.interceptBind(body)
 		c.sess.unsynced.Store(true)
+		if c.batch != nil { // this Bind starts a held batch
+			c.batch.frames = appendFrame(c.batch.frames, 'B', body)
+			return dropFrame, nil
+		}
 	case 'S', 'F':
 		c.sess.pending.Add(1)
 	case 'E':
@@ -328,7 +352,8 @@ func asyncMessage(typ byte) bool { return typ == 'A' || typ == 'N' || typ == 'S'
 // the upstream leg so that the backend ends and releases its locks at once.
 func (c *clientConn) pumpFromClient() {
 	p := pump{r: c.cr, w: c.uw, limit: c.srv.cfg.MaxMessageSize, side: "client",
-		inspect: &clientInspect, hook: c.fromClient, counter: &c.sess.bytesFromClient, after: c.afterClientFrame}
+		inspect: &clientInspect, inspectAll: &c.clientInspectAll, hook: c.fromClient,
+		counter: &c.sess.bytesFromClient, after: c.afterClientFrame}
 	_, _, err := p.run()
 	var fe *frameError
 	var re *readError

@@ -220,6 +220,9 @@ type clientConn struct {
 	// Extended-protocol timeout state (execute.go), client pump only.
 	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan
 	restoreOnSync *restorePlan            // set when a batch runs with an injected lock_timeout
+	batch         *heldBatch              // a batch held until its Sync
+	// clientInspectAll: the client pump sees every frame while a batch is held.
+	clientInspectAll atomic.Bool
 }
 
 // serve runs the connection from the first byte to the last.
