@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all help deps build test fuzz demo fmt clean
+.PHONY: all help deps build test fuzz demo bench-seed fmt clean
 
 all: build
 
@@ -19,6 +19,7 @@ help:
 	@echo '  test   deps, go vet, all tests against real PostgreSQL, short fuzz runs'
 	@echo '  fuzz   fuzz targets for FUZZTIME each (default 5s)'
 	@echo '  demo   deps, build, then ./$(BIN) demo'
+	@echo '  bench-seed  deps, then the seed benchmark: readers vs. a blocked ALTER, direct and through ddlguard (BENCH_FLAGS)'
 	@echo '  fmt    gofmt all Go files'
 	@echo '  clean  remove build and coverage outputs'
 
@@ -45,6 +46,12 @@ fuzz:
 
 demo: deps build
 	./$(BIN) demo
+
+# The seed scenario, direct and through an in-process ddlguard, on a
+# throwaway cluster. Flags pass through, e.g. BENCH_FLAGS='--readers 4 --json'.
+BENCH_FLAGS ?=
+bench-seed: deps
+	$(GO) run ./cmd/ddlguard-bench seed $(BENCH_FLAGS)
 
 fmt:
 	$(GO) fmt ./...

@@ -130,6 +130,29 @@ type preflight struct {
 	blockers                 []blocker
 }
 
+// transientHold is how long a lock holder's transaction may have been open
+// and still count as a passing query: such holders release within moments,
+// so a guarded statement may queue behind them without stalling anyone for
+// long. Sessions idle in a transaction, older transactions, and sessions
+// already waiting in the queue are blockers.
+const transientHold = 100 * time.Millisecond
+
+func (b blocker) blocks() bool {
+	return !b.Granted || strings.HasPrefix(b.State, "idle in transaction") || b.State == "prepared transaction" ||
+		time.Duration(b.XactAge*float64(time.Second)) > transientHold
+}
+
+// longHolders keeps the blockers that will hold their lock for long.
+func longHolders(bs []blocker) []blocker {
+	out := bs[:0:0]
+	for _, b := range bs {
+		if b.blocks() {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
 type blocker struct {
 	PID      int     `json:"pid"`
 	User     string  `json:"user"`
@@ -176,7 +199,7 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
 	return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'),
  (SELECT json_agg(json_build_object('pid', l.pid, 'user', a.usename, 'app', a.application_name,
      'client', COALESCE(host(a.client_addr) || ':' || a.client_port, 'local'), 'state', COALESCE(a.state, 'prepared transaction'),
-     'xact_age', COALESCE(extract(epoch FROM now() - a.xact_start), 0), 'query', left(a.query, 200),
+     'xact_age', COALESCE(extract(epoch FROM clock_timestamp() - a.xact_start), 0), 'query', left(a.query, 200),
      'mode', l.mode, 'granted', l.granted, 'relation', t.name) ORDER BY l.granted DESC, a.xact_start)
   FROM (VALUES ` + strings.Join(rows, ", ") + `) AS t(name, nsp, rel, modes)
   JOIN LATERAL (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -217,6 +240,7 @@ func (c *clientConn) runPreflight(p *timeoutPlan) (*preflight, error) {
 				if err := json.Unmarshal(row.Values[2], &pf.blockers); err != nil {
 					return nil, fmt.Errorf("preflight blockers: %w", err)
 				}
+				pf.blockers = longHolders(pf.blockers)
 			}
 		}
 	}

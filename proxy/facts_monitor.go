@@ -121,7 +121,7 @@ func (m *MonitorFacts) Blockers(database string, targets []guard.Lock, clientPID
 			return nil, err
 		}
 	}
-	return bs, nil
+	return longHolders(bs), nil
 }
 
 // Close closes every pool.
