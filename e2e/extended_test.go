@@ -40,8 +40,13 @@ func TestExtendedBatchLockWait(t *testing.T) {
 			if _, err := blocker.Exec(ctx, "BEGIN; SELECT count(*) FROM "+table); err != nil {
 				t.Fatal(err)
 			}
-			release := time.AfterFunc(1500*time.Millisecond, func() { blocker.Exec(context.Background(), "COMMIT") })
-			defer release.Stop()
+			released := make(chan struct{})
+			go func() {
+				defer close(released)
+				time.Sleep(1500 * time.Millisecond)
+				blocker.Exec(context.Background(), "COMMIT")
+			}()
+			defer func() { <-released }() // before the connection's cleanup closes it
 
 			conn := p.Connect(t, pgcluster.Superuser, "postgres", "sslmode", "disable")
 			start := time.Now()

@@ -137,33 +137,77 @@ type preflight struct {
 // already waiting in the queue are blockers.
 const transientHold = 100 * time.Millisecond
 
-func (b blocker) blocks() bool {
-	return !b.Granted || strings.HasPrefix(b.State, "idle in transaction") || b.State == "prepared transaction" ||
-		time.Duration(b.XactAge*float64(time.Second)) > transientHold
+// blocks reports whether a holder will hold its lock for long. A holder
+// whose session details the role may not see (another role's session,
+// without pg_read_all_stats) counts once it has been seen holding in two
+// polls in a row.
+func (b blocker) blocks(seenBefore map[int]bool) bool {
+	switch {
+	case !b.Granted, b.State == "prepared transaction":
+		return true
+	case b.Hidden:
+		return seenBefore[b.PID]
+	}
+	return strings.HasPrefix(b.State, "idle in transaction") ||
+		(b.XactAge != nil && time.Duration(*b.XactAge*float64(time.Second)) > transientHold)
 }
 
 // longHolders keeps the blockers that will hold their lock for long.
-func longHolders(bs []blocker) []blocker {
+func longHolders(bs []blocker, seenBefore map[int]bool) []blocker {
 	out := bs[:0:0]
 	for _, b := range bs {
-		if b.blocks() {
+		if b.blocks(seenBefore) {
 			out = append(out, b)
 		}
 	}
 	return out
 }
 
+// hiddenHolders lists the holders whose details were hidden.
+func hiddenHolders(bs []blocker) map[int]bool {
+	m := map[int]bool{}
+	for _, b := range bs {
+		if b.Hidden {
+			m[b.PID] = true
+		}
+	}
+	return m
+}
+
+// describe renders a blocker for the final error's DETAIL.
+func (b blocker) describe() string {
+	how := "holds"
+	if !b.Granted {
+		how = "waits for"
+	}
+	if b.GID != nil {
+		return fmt.Sprintf("prepared transaction %q %s %s on %s", *b.GID, how, b.Mode, b.Relation)
+	}
+	if b.Hidden {
+		return fmt.Sprintf("pid %d (user %s, application %q) %s %s on %s; its state, client and transaction are not visible to this role (grant pg_read_all_stats, or configure the monitor connection)",
+			b.PID, b.User, b.App, how, b.Mode, b.Relation)
+	}
+	age := "unknown"
+	if b.XactAge != nil {
+		age = fmt.Sprintf("%.0fs", *b.XactAge)
+	}
+	return fmt.Sprintf("pid %d (user %s, application %q, client %s) %s %s on %s; state %s, transaction open %s; query: %s",
+		b.PID, b.User, b.App, b.Client, how, b.Mode, b.Relation, b.State, age, firstLine(b.Query))
+}
+
 type blocker struct {
-	PID      int     `json:"pid"`
-	User     string  `json:"user"`
-	App      string  `json:"app"`
-	Client   string  `json:"client"`
-	State    string  `json:"state"`
-	XactAge  float64 `json:"xact_age"`
-	Query    string  `json:"query"`
-	Mode     string  `json:"mode"`
-	Granted  bool    `json:"granted"`
-	Relation string  `json:"relation"`
+	PID      int      `json:"pid"`
+	User     string   `json:"user"`
+	App      string   `json:"app"`
+	Client   string   `json:"client"`
+	State    string   `json:"state"`
+	Hidden   bool     `json:"hidden"`
+	XactAge  *float64 `json:"xact_age"`
+	Query    string   `json:"query"`
+	Mode     string   `json:"mode"`
+	Granted  bool     `json:"granted"`
+	Relation string   `json:"relation"`
+	GID      *string  `json:"gid"` // prepared transaction holding the lock
 }
 
 // conflicting lists the pg_locks mode names that conflict with m.
@@ -198,9 +242,11 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
 	}
 	return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'),
  (SELECT json_agg(json_build_object('pid', l.pid, 'user', a.usename, 'app', a.application_name,
-     'client', COALESCE(host(a.client_addr) || ':' || a.client_port, 'local'), 'state', COALESCE(a.state, 'prepared transaction'),
-     'xact_age', COALESCE(extract(epoch FROM clock_timestamp() - a.xact_start), 0), 'query', left(a.query, 200),
-     'mode', l.mode, 'granted', l.granted, 'relation', t.name) ORDER BY l.granted DESC, a.xact_start)
+     'client', CASE WHEN a.client_port = -1 THEN 'local' ELSE host(a.client_addr) || ':' || a.client_port END,
+     'state', CASE WHEN l.pid IS NULL THEN 'prepared transaction' ELSE a.state END,
+     'hidden', l.pid IS NOT NULL AND a.state IS NULL,
+     'xact_age', extract(epoch FROM clock_timestamp() - a.xact_start), 'query', left(a.query, 200),
+     'mode', l.mode, 'granted', l.granted, 'relation', t.name, 'gid', px.gid) ORDER BY l.granted DESC, a.xact_start)
   FROM (VALUES ` + strings.Join(rows, ", ") + `) AS t(name, nsp, rel, modes)
   JOIN LATERAL (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
       WHERE c.relname = t.rel AND (n.nspname = t.nsp OR (t.nsp IS NULL AND n.nspname = ANY (current_schemas(true))))
@@ -208,7 +254,9 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
   JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.relation = c.oid AND l.mode = ANY (t.modes)
       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
       AND l.pid IS DISTINCT FROM ` + strconv.FormatUint(uint64(clientPID), 10) + `
-  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid)`, nil
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+  LEFT JOIN pg_catalog.pg_prepared_xacts px ON l.pid IS NULL
+      AND px.transaction::text = split_part(l.virtualtransaction, '/', 2))`, nil
 }
 
 // runPreflight asks the server; the caller has waited for a sync point.
@@ -240,7 +288,7 @@ func (c *clientConn) runPreflight(p *timeoutPlan) (*preflight, error) {
 				if err := json.Unmarshal(row.Values[2], &pf.blockers); err != nil {
 					return nil, fmt.Errorf("preflight blockers: %w", err)
 				}
-				pf.blockers = longHolders(pf.blockers)
+
 			}
 		}
 	}
@@ -310,12 +358,16 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 	if m := c.srv.cfg.MonitorFacts; m != nil && !c.srv.cfg.Exec.NoBlockerCheck {
 		// Poll on the monitor connection; read the session's own settings
 		// once, on the client's connection, when the way is clear.
+		var seen map[int]bool
 		for {
-			bs, err := m.Blockers(c.sess.Database, p.targets, c.sess.backendPID)
+			all, err := m.Blockers(c.sess.Database, p.targets, c.sess.backendPID)
 			if err != nil {
 				break // fall back to the client's connection
 			}
-			if len(bs) > 0 && time.Now().Before(deadline) && !c.closing() && !c.userCancel.Load() {
+			bs := longHolders(all, seen)
+			waitForHidden := len(bs) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
+			seen = hiddenHolders(all)
+			if (len(bs) > 0 || waitForHidden) && time.Now().Before(deadline) && !c.closing() && !c.userCancel.Load() {
 				c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
 				continue
 			}
@@ -325,10 +377,19 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 			return c.runPreflight(p)
 		}
 	}
+	var seen map[int]bool
 	for {
 		pf, err := c.runPreflight(p)
-		if err != nil || len(pf.blockers) == 0 || !time.Now().Before(deadline) || c.closing() || c.userCancel.Load() {
+		if err != nil {
 			return pf, err
+		}
+		all := pf.blockers
+		pf.blockers = longHolders(all, seen)
+		// Holders whose details are hidden: look once more before deciding.
+		waitForHidden := len(pf.blockers) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
+		seen = hiddenHolders(all)
+		if (len(pf.blockers) == 0 && !waitForHidden) || !time.Now().Before(deadline) || c.closing() || c.userCancel.Load() {
+			return pf, nil
 		}
 		c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
 	}
@@ -418,7 +479,10 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 		}
 		if lockNotAvailable(answer) && retry {
 			if pf2, err := c.runPreflight(p); err == nil && len(pf2.blockers) > 0 {
-				return c.deliverFinal(p, pf2, attempt+1)
+				pf2.blockers = longHolders(pf2.blockers, hiddenHolders(pf2.blockers))
+				if len(pf2.blockers) > 0 {
+					return c.deliverFinal(p, pf2, attempt+1)
+				}
 			}
 		}
 		if !lockNotAvailable(answer) && inTx && p.accessExclusive {
@@ -475,13 +539,13 @@ func (c *clientConn) deliverFinal(p *timeoutPlan, pf *preflight, attempts int) (
 		strings.Join(rels, ", "), c.srv.cfg.Exec.RetryBudget, attempts+1)
 	var detail, hint []string
 	for _, b := range pf.blockers {
-		how := "holds"
-		if !b.Granted {
-			how = "waits for"
+		detail = append(detail, b.describe())
+		switch {
+		case b.GID != nil:
+			hint = append(hint, "ROLLBACK PREPARED "+sqlLiteral(*b.GID)+";")
+		case b.PID != 0:
+			hint = append(hint, fmt.Sprintf("SELECT pg_terminate_backend(%d);", b.PID))
 		}
-		detail = append(detail, fmt.Sprintf("pid %d (user %s, application %q, client %s) %s %s on %s; state %s, transaction open %.0fs; query: %s",
-			b.PID, b.User, b.App, b.Client, how, b.Mode, b.Relation, b.State, b.XactAge, firstLine(b.Query)))
-		hint = append(hint, fmt.Sprintf("SELECT pg_terminate_backend(%d);", b.PID))
 	}
 	h := "Retry later, or end the blocking session"
 	if len(hint) > 0 {

@@ -97,8 +97,8 @@ func (m *MonitorFacts) Facts(database string, names []string) (map[string]*guard
 	return out, rows.Err()
 }
 
-// Blockers runs the blocker check for targets on the monitor connection,
-// excluding the client's own backend.
+// Blockers lists the conflicting lock holders and waiters for targets on
+// the monitor connection, excluding the client's own backend.
 func (m *MonitorFacts) Blockers(database string, targets []guard.Lock, clientPID uint32) ([]blocker, error) {
 	p, err := m.pool(database)
 	if err != nil {
@@ -121,7 +121,7 @@ func (m *MonitorFacts) Blockers(database string, targets []guard.Lock, clientPID
 			return nil, err
 		}
 	}
-	return longHolders(bs), nil
+	return bs, nil
 }
 
 // Close closes every pool.

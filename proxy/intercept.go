@@ -34,7 +34,6 @@ const (
 	// ZG002 (codeNeedsOwnBatch): a guarded statement pipelined where no lock timeout can be applied.
 	codeWarn       = "01Z01" // warning: a rule in warn mode
 	codeUnchecked  = "01Z02" // warning: statement could not be checked
-	rejectMarker   = "C" + CodeRejected + "\x00"
 	noticeSeverity = "WARNING"
 )
 
@@ -223,11 +222,12 @@ func sqlLiteral(s string) string {
 // PL/pgSQL machinery added (CONTEXT, source file and line), so the client
 // sees a plain ddlguard error. Other errors pass untouched (nil).
 func rewriteGuardError(body []byte) []byte {
-	if !bytes.Contains(body, []byte(rejectMarker)) {
+	if !bytes.Contains(body, []byte("ddlguard")) || !bytes.Contains(body, []byte("inline_code_block")) {
 		return nil
 	}
 	var e pgproto3.ErrorResponse
-	if e.Decode(body) != nil || e.Code != CodeRejected {
+	if e.Decode(body) != nil || !strings.HasPrefix(e.Where, "PL/pgSQL function inline_code_block") ||
+		!(strings.Contains(e.Message, "ddlguard") || strings.Contains(e.Detail, "ddlguard")) {
 		return nil
 	}
 	e.Where, e.File, e.Line, e.Routine = "", "", 0, ""
