@@ -438,22 +438,47 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 	if c.sess.TxStatus() == TxFailed {
 		return replaceFrame, frames // the server refuses it anyway
 	}
-	cfg := c.srv.cfg.Exec
 	c.userCancel.Store(false)
+	out := c.runWithPlan(frames, p, retryable)
+	switch {
+	case out.cancelled:
+		return cancelledByUser()
+	case out.blocked != nil:
+		return c.deliverFinal(p, out.blocked, out.attempts)
+	case out.answer == nil:
+		return dropFrame, nil // connection is going away
+	}
+	c.deliver(out.answer)
+	return dropFrame, nil
+}
+
+// runOutcome is how running frames under a plan ended.
+type runOutcome struct {
+	answer    []divertedFrame // the server's answer (nil when nothing was sent or the connection broke)
+	blocked   *preflight      // the budget ran out with these blockers
+	cancelled bool            // the client cancelled while ddlguard waited
+	attempts  int
+}
+
+// runWithPlan runs frames (ending in exactly one ReadyForQuery) under plan
+// p: blocker check, statement-only lock timeout, retries when retryable and
+// in autocommit. The caller has waited for a sync point.
+func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) runOutcome {
+	cfg := c.srv.cfg.Exec
 	inTx := c.sess.TxStatus() == TxInBlock
 	retry := !inTx && retryable
 	deadline := time.Now().Add(cfg.RetryBudget)
 	for attempt := 0; ; attempt++ {
 		pf, err := c.waitForBlockers(p, deadline)
 		if c.userCancel.Swap(false) {
-			return cancelledByUser()
+			return runOutcome{cancelled: true}
 		}
 		if err != nil {
 			c.srv.log.Warn("preflight failed; sending the statement with the lock timeout only", "conn_id", c.id, "err", err)
 			pf = &preflight{lockTimeout: "0"}
 		}
 		if len(pf.blockers) > 0 {
-			return c.deliverFinal(p, pf, attempt)
+			return runOutcome{blocked: pf, attempts: attempt}
 		}
 		set, restore := timeoutStatements(pf.lockTimeout, p.lockTimeout, inTx)
 		if set != "" {
@@ -463,7 +488,7 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 		}
 		answer, err := c.internalSend(frames, 24*time.Hour)
 		if err != nil {
-			return dropFrame, nil // connection is going away
+			return runOutcome{}
 		}
 		if restore != "" {
 			c.hidden(restore) // fails only in an aborted transaction, which ROLLBACK restores
@@ -472,8 +497,7 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 			c.srv.log.Info("lock timeout; retrying", "conn_id", c.id, "attempt", attempt+1)
 			c.pause(min(backoff(cfg, attempt), time.Until(deadline)))
 			if c.userCancel.Load() {
-				c.deliver(answer) // the lock timeout error stands
-				return dropFrame, nil
+				return runOutcome{answer: answer, attempts: attempt + 1}
 			}
 			continue
 		}
@@ -481,15 +505,14 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 			if pf2, err := c.runPreflight(p); err == nil && len(pf2.blockers) > 0 {
 				pf2.blockers = longHolders(pf2.blockers, hiddenHolders(pf2.blockers))
 				if len(pf2.blockers) > 0 {
-					return c.deliverFinal(p, pf2, attempt+1)
+					return runOutcome{blocked: pf2, attempts: attempt + 1}
 				}
 			}
 		}
 		if !lockNotAvailable(answer) && inTx && p.accessExclusive {
 			c.boundIdleInTransaction(pf.idleTimeout)
 		}
-		c.deliver(answer)
-		return dropFrame, nil
+		return runOutcome{answer: answer, attempts: attempt + 1}
 	}
 }
 
@@ -650,6 +673,11 @@ type heldBatch struct {
 	plan     *timeoutPlan
 	frames   []byte
 	executes int
+	// rewrite: the batch's (unnamed) statement is to be replaced by its
+	// safe sequence; its Parse is rebuilt at Sync.
+	rewrite *guard.Decision
+	g       *guard.Guard
+	params  []byte // the Parse's parameter types
 }
 
 // holdBatch starts holding the batch whose first message is being decided.
@@ -677,6 +705,9 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 		b.frames = appendFrame(b.frames, typ, body)
 		c.batch = nil
 		c.clientInspectAll.Store(false)
+		if b.rewrite != nil {
+			return c.rewriteBatch(b)
+		}
 		return c.runGuarded(b.frames, b.plan, b.executes == 1)
 	case 'H', 'Q', 'X', 'F', 'd', 'c', 'f':
 		// The client wants answers before its Sync (Flush), or steps out
@@ -685,6 +716,12 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 		c.batch = nil
 		c.clientInspectAll.Store(false)
 		held := appendFrame(b.frames, typ, body)
+		if b.rewrite != nil {
+			// The client wants answers before the Sync: the sequence cannot
+			// be run in its place; refuse with it as the hint.
+			held = append(queryParse(rejectStatement(*b.rewrite), b.params), held...)
+			return replaceFrame, held
+		}
 		if !c.protectBatch(b.plan) {
 			c.srv.log.Warn("batch that needs a lock timeout could not be protected", "conn_id", c.id)
 		}

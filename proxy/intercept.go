@@ -51,8 +51,11 @@ func (c *clientConn) interceptQuery(body []byte) (frameAction, []byte) {
 	sql := strings.Clone(view)
 	facts := c.factsFor(g, sql, true)
 	res := g.Decide(sql, &c.gsess, facts)
-	rejected := c.carryOut(res, sql)
+	rejected := c.carryOut(res, sql, true)
 	if rejected < 0 {
+		if res.Action == guard.Rewrite {
+			return c.rewriteQuery(g, &res.Statements[0])
+		}
 		if p := c.planFor(res); p != nil {
 			return c.executeTimeoutQuery(sql, res, p)
 		}
@@ -98,10 +101,19 @@ func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
 	// batch sent yet); inside a pipeline the guard gets "unknown".
 	facts := c.factsFor(g, sql, !c.sess.unsynced.Load())
 	res := g.Decide(sql, &c.gsess, facts)
-	rejected := c.carryOut(res, sql)
+	// Rewrites run for an unnamed statement that starts its batch (a named
+	// one could be executed again later, when the sequence has run).
+	canRewrite := nameEnd == 0 && c.batch == nil && c.restoreOnSync == nil && !c.sess.unsynced.Load()
+	rejected := c.carryOut(res, sql, canRewrite)
 	replacement := ""
 	if rejected >= 0 {
 		replacement = rejectStatement(res.Statements[rejected])
+	} else if res.Action == guard.Rewrite {
+		c.holdBatch(nil)
+		c.batch.rewrite = &res.Statements[0]
+		c.batch.g = g
+		c.batch.params = append([]byte(nil), rest[qEnd+1:]...)
+		return dropFrame, nil
 	} else if p := c.planFor(res); p != nil {
 		// Every execution of this statement needs the lock timeout; this
 		// batch is protected now if it starts here, later ones at Bind.
@@ -141,13 +153,15 @@ func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
 
 // carryOut applies a result's effects on ddlguard's side: notices queued,
 // decisions logged, session context advanced, facts invalidated. It returns
-// the index of the statement that rejects the string, or -1.
-func (c *clientConn) carryOut(res guard.Result, sql string) int {
+// the index of the statement that rejects the string, or -1. A rewrite is
+// executed only when canRewrite (a single statement, where ddlguard can run
+// the sequence in its place); otherwise it rejects with the sequence as its
+// hint.
+func (c *clientConn) carryOut(res guard.Result, sql string, canRewrite bool) int {
 	rejected := -1
 	for i := range res.Statements {
 		d := &res.Statements[i]
-		if d.Action == guard.Reject || d.Action == guard.Rewrite {
-			// Rewrites are not executed yet: the safe sequence is the hint.
+		if d.Action == guard.Reject || (d.Action == guard.Rewrite && !(canRewrite && len(res.Statements) == 1)) {
 			rejected = i
 			break
 		}
@@ -262,7 +276,7 @@ func (c *clientConn) takeNotices() []byte {
 	n := c.notices
 	c.notices = nil
 	if n != nil {
-		c.inspectAll.Store(c.divert.Load() != nil)
+		c.inspectAll.Store(c.divert.Load() != nil || c.tagRewrite.Load() != nil)
 	}
 	return n
 }
@@ -271,7 +285,7 @@ func (c *clientConn) takeNotices() []byte {
 // are notices to deliver or responses to divert.
 func (c *clientConn) updateInspectAll() {
 	c.noticeMu.Lock()
-	c.inspectAll.Store(c.notices != nil || c.divert.Load() != nil)
+	c.inspectAll.Store(c.notices != nil || c.divert.Load() != nil || c.tagRewrite.Load() != nil)
 	c.noticeMu.Unlock()
 }
 

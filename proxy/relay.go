@@ -324,6 +324,13 @@ func (c *clientConn) fromUpstream(typ byte, body []byte) (frameAction, []byte) {
 		if repl := rewriteGuardError(body); repl != nil {
 			act, out = replaceFrame, repl
 		}
+	case 'C':
+		// A rewritten statement's stand-in reports the original's tag.
+		if tag := c.tagRewrite.Load(); tag != nil && string(body) == "DO\x00" {
+			c.tagRewrite.Store(nil)
+			c.updateInspectAll()
+			act, out = replaceFrame, appendFrame(nil, 'C', append([]byte(*tag), 0))
+		}
 	}
 	if notices := c.takeNotices(); notices != nil {
 		if act == forwardFrame {

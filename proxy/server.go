@@ -214,8 +214,9 @@ type clientConn struct {
 	inspectAll atomic.Bool
 	noticeMu   sync.Mutex
 	notices    []byte
-	cwMu       sync.Mutex  // held by whoever writes frames to cw during the relay
-	userCancel atomic.Bool // the client sent a CancelRequest for this session
+	cwMu       sync.Mutex             // held by whoever writes frames to cw during the relay
+	userCancel atomic.Bool            // the client sent a CancelRequest for this session
+	tagRewrite atomic.Pointer[string] // the next "DO" CommandComplete is reported with this tag
 
 	// Extended-protocol timeout state (execute.go), client pump only.
 	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan

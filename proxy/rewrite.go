@@ -1,0 +1,272 @@
+package proxy
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/ddlguard/ddlguard/guard"
+)
+
+// Executed rewrites. A `rewrite` decision replaces the client's statement
+// by the guard's safe sequence (e.g. CREATE INDEX -> CREATE INDEX
+// CONCURRENTLY; ADD FOREIGN KEY -> ... NOT VALID, then VALIDATE). ddlguard
+// runs the steps one by one on the client's connection, each decided by the
+// guard in turn, so steps that take strong locks get the blocker check, the
+// lock timeout and retries. The client sees what its statement would have
+// produced: one CommandComplete with the original tag (or the failing
+// step's error), preceded by one NoticeResponse (SQLSTATE 01Z03) listing
+// what ran. When step k fails, what steps 1..k-1 created is taken back
+// (guard.UndoStatement) and INVALID indexes the failed step left are
+// dropped concurrently, so the failure leaves what the original
+// statement's failure would have left; what could not be taken back is
+// named in the notice.
+
+const codeRewritten = "01Z03"
+
+// rewriteOutcome is the result of running a rewrite sequence.
+type rewriteOutcome struct {
+	ran, undone, kept []string
+	errBody           []byte // the failing step's ErrorResponse body, if any
+	status            byte   // transaction status at the end
+}
+
+// executeRewrite runs d's safe sequence. The caller has waited for a sync
+// point and the session is not in an aborted transaction.
+func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOutcome {
+	out := rewriteOutcome{status: c.sess.TxStatus()}
+	steps := d.Deciding.Rewrite
+	table := rewriteTable(d)
+	invalidBefore, _ := c.invalidIndexes(table)
+	c.userCancel.Store(false)
+	for i, step := range steps {
+		answer, errBody := c.runStep(g, step)
+		if errBody == nil && answer != nil {
+			out.ran = append(out.ran, step)
+			out.status = lastStatus(answer, out.status)
+			continue
+		}
+		out.errBody = errBody
+		if out.errBody == nil {
+			out.errBody = errorBody(codeConnectionFailure, "ddlguard: the connection failed during a rewrite step", step, "")
+		}
+		for j := i - 1; j >= 0; j-- {
+			if u := guard.UndoStatement(steps[j]); u != "" {
+				c.undo(g, u, &out)
+			}
+		}
+		if after, err := c.invalidIndexes(table); err == nil {
+			for _, ix := range after {
+				if !contains(invalidBefore, ix) {
+					c.undo(g, "DROP INDEX CONCURRENTLY IF EXISTS "+ix, &out)
+				}
+			}
+		}
+		return out
+	}
+	return out
+}
+
+// runStep runs one step of a sequence under its own decision; it returns
+// the server's answer, or the error to report.
+func (c *clientConn) runStep(g *guard.Guard, step string) ([]divertedFrame, []byte) {
+	res := g.Decide(step, &c.gsess, &c.facts)
+	p := c.planFor(res)
+	var o runOutcome
+	if p == nil {
+		answer, err := c.internalQuery(step, 24*time.Hour)
+		o = runOutcome{answer: answer}
+		if err != nil {
+			o.answer = nil
+		}
+	} else {
+		o = c.runWithPlan(queryFrame(step), p, true)
+	}
+	switch {
+	case o.cancelled:
+		return nil, errorBody("57014", "canceling statement due to user request", "ddlguard was running: "+step, "")
+	case o.blocked != nil:
+		return nil, errorBody(codeLockNotAvailable, "ddlguard: could not run "+firstLine(step)+" without queueing in front of other sessions",
+			"blocked by: "+describeBlockers(o.blocked), "Retry later, or end the blocking session.")
+	case o.answer == nil:
+		return nil, nil
+	}
+	for _, f := range o.answer {
+		if f.typ == 'E' {
+			return o.answer, f.body
+		}
+	}
+	return o.answer, nil
+}
+
+// undo runs a clean-up statement, recording whether it worked.
+func (c *clientConn) undo(g *guard.Guard, sql string, out *rewriteOutcome) {
+	if _, errBody := c.runStep(g, sql); errBody != nil {
+		out.kept = append(out.kept, sql)
+		return
+	}
+	out.undone = append(out.undone, sql)
+}
+
+func describeBlockers(pf *preflight) string {
+	var parts []string
+	for _, b := range pf.blockers {
+		parts = append(parts, b.describe())
+	}
+	return strings.Join(parts, "\n")
+}
+
+// rewriteTable is the table whose indexes a rewrite may leave INVALID.
+func rewriteTable(d *guard.Decision) string {
+	for _, l := range d.Locks {
+		if l.Work == guard.WorkIndexBuild {
+			return l.Relation
+		}
+	}
+	if len(d.Locks) > 0 {
+		return d.Locks[0].Relation
+	}
+	return ""
+}
+
+// invalidIndexes lists the INVALID indexes of table (qualified, quoted).
+func (c *clientConn) invalidIndexes(table string) ([]string, error) {
+	if table == "" || strings.ContainsAny(table, "\\\x00") {
+		return nil, nil
+	}
+	nsp, rel := "NULL", sqlLiteral(table)
+	if i := strings.LastIndexByte(table, '.'); i >= 0 {
+		nsp, rel = sqlLiteral(table[:i]), sqlLiteral(table[i+1:])
+	}
+	q := fmt.Sprintf(`/* ddlguard invalid indexes */ SELECT quote_ident(n.nspname) || '.' || quote_ident(i.relname)
+FROM (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
+      WHERE c.relname = %s AND (cn.nspname = %s OR (%s::text IS NULL AND cn.nspname = ANY (current_schemas(true))))
+      ORDER BY array_position(current_schemas(true), cn.nspname) LIMIT 1) t
+JOIN pg_catalog.pg_index x ON x.indrelid = t.oid AND NOT x.indisvalid
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace`, rel, nsp, nsp)
+	frames, err := c.internalQuery(q, factsWait)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, f := range frames {
+		if f.typ == 'D' {
+			var row pgproto3.DataRow
+			if row.Decode(f.body) == nil && len(row.Values) == 1 {
+				out = append(out, string(row.Values[0]))
+			}
+		}
+	}
+	return out, nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// lastStatus is the transaction status of the answer's ReadyForQuery.
+func lastStatus(frames []divertedFrame, def byte) byte {
+	for _, f := range frames {
+		if f.typ == 'Z' && len(f.body) == 1 {
+			def = f.body[0]
+		}
+	}
+	return def
+}
+
+// errorBody encodes an ErrorResponse body (without type and length).
+func errorBody(code, msg, detail, hint string) []byte {
+	e := pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg, Detail: detail, Hint: hint}
+	out, _ := e.Encode(nil)
+	return out[5:]
+}
+
+// rewriteNotice is the NoticeResponse that tells the client what ran.
+func rewriteNotice(d *guard.Decision, o rewriteOutcome) []byte {
+	f := d.Deciding
+	msg := "ddlguard: " + f.Rule + ": ran the safe sequence instead of the statement: " + strings.Join(o.ran, "; ")
+	if len(o.ran) == 0 {
+		msg = "ddlguard: " + f.Rule + ": the safe sequence failed at its first step"
+	}
+	var detail []string
+	if o.errBody != nil {
+		detail = append(detail, fmt.Sprintf("step %d of %d failed: %s", len(o.ran)+1, len(f.Rewrite), firstLine(f.Rewrite[len(o.ran)])))
+	}
+	if len(o.undone) > 0 {
+		detail = append(detail, "taken back: "+strings.Join(o.undone, "; "))
+	}
+	if len(o.kept) > 0 {
+		detail = append(detail, "could not be taken back (drop it yourself): "+strings.Join(o.kept, "; "))
+	}
+	return noticeFrame(codeRewritten, msg, strings.Join(detail, "\n"), f.Message)
+}
+
+// deliverRewrite answers a simple Query whose statement was rewritten.
+func (c *clientConn) deliverRewrite(d *guard.Decision, o rewriteOutcome) {
+	frames := []divertedFrame{}
+	if o.errBody != nil {
+		frames = append(frames, divertedFrame{'E', o.errBody})
+	} else {
+		cc, _ := (&pgproto3.CommandComplete{CommandTag: []byte(d.Kind)}).Encode(nil)
+		frames = append(frames, divertedFrame{'C', cc[5:]})
+	}
+	frames = append(frames, divertedFrame{'Z', []byte{o.status}})
+	c.queueNotice(rewriteNotice(d, o))
+	c.deliver(frames)
+}
+
+// rewriteQuery runs a rewritten simple Query and answers the client.
+func (c *clientConn) rewriteQuery(g *guard.Guard, d *guard.Decision) (frameAction, []byte) {
+	if !c.waitIdle(factsIdleWait) || c.sess.TxStatus() == TxFailed {
+		return replaceFrame, queryFrame(rejectStatement(*d))
+	}
+	c.deliverRewrite(d, c.executeRewrite(g, d))
+	return dropFrame, nil
+}
+
+// rewriteBatch runs the sequence of a held extended-protocol batch, then
+// sends the batch with its Parse replaced (see rewriteParse).
+func (c *clientConn) rewriteBatch(b *heldBatch) (frameAction, []byte) {
+	if !c.waitIdle(factsIdleWait) || c.sess.TxStatus() == TxFailed {
+		return replaceFrame, append(queryParse(rejectStatement(*b.rewrite), b.params), b.frames...)
+	}
+	o := c.executeRewrite(b.g, b.rewrite)
+	c.queueNotice(rewriteNotice(b.rewrite, o))
+	return replaceFrame, append(c.rewriteParse(b.params, b.rewrite, o), b.frames...)
+}
+
+// queryParse is an unnamed Parse of sql with the given parameter types.
+func queryParse(sql string, params []byte) []byte {
+	out := []byte{'P', 0, 0, 0, 0, 0}
+	out = append(out, sql...)
+	out = append(out, 0)
+	out = append(out, params...)
+	n := uint32(len(out) - 1)
+	out[1], out[2], out[3], out[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
+	return out
+}
+
+// rewriteParse returns the Parse that stands in for a rewritten statement
+// in an extended-protocol batch: a no-op (its "DO" tag is then reported as
+// the original's) or the failing step's error, raised by the server.
+func (c *clientConn) rewriteParse(params []byte, d *guard.Decision, o rewriteOutcome) []byte {
+	q := "DO $ddlguard$BEGIN END$ddlguard$"
+	if o.errBody != nil {
+		var e pgproto3.ErrorResponse
+		if e.Decode(o.errBody) == nil {
+			q = raiseStatement(e.Message, e.Detail, e.Hint, e.Code)
+		}
+	} else {
+		tag := d.Kind
+		c.tagRewrite.Store(&tag)
+		c.updateInspectAll()
+	}
+	return queryParse(q, params)
+}
