@@ -42,7 +42,7 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 	invalidBefore, _ := c.invalidIndexes(table)
 	c.userCancel.Store(false)
 	for i, step := range steps {
-		answer, errBody := c.runStep(g, step)
+		answer, errBody := c.runStep(g, step, d.LockTimeout)
 		if errBody == nil && answer != nil {
 			out.ran = append(out.ran, step)
 			out.status = lastStatus(answer, out.status)
@@ -69,11 +69,12 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 	return out
 }
 
-// runStep runs one step of a sequence under its own decision; it returns
-// the server's answer, or the error to report.
-func (c *clientConn) runStep(g *guard.Guard, step string) ([]divertedFrame, []byte) {
-	res := g.Decide(step, &c.gsess, &c.facts)
-	p := c.planFor(res)
+// runStep runs one step of a sequence: under the lock timeout, blocker
+// check and retries when it takes SHARE or stronger on an existing table
+// (whatever the guard would say of the step on its own: steps are the safe
+// form already). It returns the server's answer, or the error to report.
+func (c *clientConn) runStep(g *guard.Guard, step string, lockTimeout time.Duration) ([]divertedFrame, []byte) {
+	p := c.stepPlan(g, step, lockTimeout)
 	var o runOutcome
 	if p == nil {
 		answer, err := c.internalQuery(step, 24*time.Hour)
@@ -101,9 +102,26 @@ func (c *clientConn) runStep(g *guard.Guard, step string) ([]divertedFrame, []by
 	return o.answer, nil
 }
 
+// stepPlan is the lock plan of one step, from its locks alone.
+func (c *clientConn) stepPlan(g *guard.Guard, step string, lockTimeout time.Duration) *timeoutPlan {
+	p := &timeoutPlan{lockTimeout: lockTimeout}
+	for _, d := range g.Decide(step, &c.gsess, guard.NoFacts{}).Statements {
+		for _, l := range d.Locks {
+			if l.Mode >= guard.Share && !l.Created && !c.gsess.Temp[l.Relation] {
+				p.targets = append(p.targets, l)
+				p.accessExclusive = p.accessExclusive || l.Mode == guard.AccessExclusive
+			}
+		}
+	}
+	if len(p.targets) == 0 || lockTimeout <= 0 {
+		return nil
+	}
+	return p
+}
+
 // undo runs a clean-up statement, recording whether it worked.
 func (c *clientConn) undo(g *guard.Guard, sql string, out *rewriteOutcome) {
-	if _, errBody := c.runStep(g, sql); errBody != nil {
+	if _, errBody := c.runStep(g, sql, c.srv.guard.Load().Config().LockTimeout); errBody != nil {
 		out.kept = append(out.kept, sql)
 		return
 	}
