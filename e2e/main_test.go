@@ -11,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -37,6 +38,9 @@ func TestMain(m *testing.M) {
 	}
 	cluster = c
 	code := m.Run()
+	if binPath != "" && buildErr == nil {
+		os.RemoveAll(filepath.Dir(binPath)) // the binary built by ddlguardBinary
+	}
 	if err := c.Stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: stopping PostgreSQL:", err)
 	}
