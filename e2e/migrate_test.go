@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 
@@ -22,8 +23,11 @@ import (
 
 // A real migration tool, goose (as a library, with pgx's database/sql
 // driver), runs its migrations through ddlguard: the safe online forms pass
-// on a table larger than small_table_bytes, and an unsafe one stops the run
-// with ddlguard's error, the version not advanced, the schema untouched.
+// on a table larger than small_table_bytes; an unsafe one stops the run
+// with ddlguard's error, the version not advanced, the schema untouched;
+// and a plain CREATE INDEX in a migration without a transaction is run as
+// CREATE INDEX CONCURRENTLY in its place, with the end state of the
+// original.
 
 // migSafe are goose migrations that only use the online forms. The
 // first one fills accounts past the size where the size rules apply.
@@ -130,14 +134,28 @@ CREATE INDEX accounts_nickname_idx ON accounts (nickname);
 -- +goose Down
 DROP INDEX accounts_nickname_idx;
 `, "create-index-not-concurrently"},
-	{"00010_accounts_nickname_index_no_tx.sql", `-- +goose NO TRANSACTION
+	// Outside a transaction too, a statement whose rule has no safe
+	// sequence is rejected (one that has one is rewritten: migRewritten).
+	{"00010_accounts_created_no_tx.sql", `-- +goose NO TRANSACTION
+-- +goose Up
+ALTER TABLE accounts ADD COLUMN created timestamptz DEFAULT clock_timestamp();
+
+-- +goose Down
+ALTER TABLE accounts DROP COLUMN created;
+`, "add-column-rewrite"},
+}
+
+// migRewritten is added after migSafe once the unsafe ones are done: a
+// plain CREATE INDEX outside a transaction, which ddlguard runs as CREATE
+// INDEX CONCURRENTLY.
+var migRewritten = struct{ file, sql, rule, index string }{"00010_accounts_nickname_index_no_tx.sql", `-- +goose NO TRANSACTION
 -- +goose Up
 CREATE INDEX accounts_nickname_idx ON accounts (nickname);
 
 -- +goose Down
 DROP INDEX CONCURRENTLY accounts_nickname_idx;
-`, "create-index-not-concurrently"},
-}
+`, "create-index-not-concurrently",
+	"index accounts_nickname_idx valid=t ready=t: CREATE INDEX accounts_nickname_idx ON public.accounts USING btree (nickname)"}
 
 // migWrite writes files into a new directory and returns it.
 func migWrite(t *testing.T, files map[string]string) string {
@@ -243,7 +261,9 @@ ORDER BY 1`)
 
 // goose up through ddlguard with the default guard: the safe migrations all
 // apply, with the same end state as applied directly; each unsafe one is
-// rejected (ZG001) and leaves the version and the schema as they were.
+// rejected (ZG001) and leaves the version and the schema as they were; a
+// plain CREATE INDEX without a transaction applies through the executed
+// rewrite (a 01Z03 notice) and leaves the schema it leaves applied directly.
 func TestMigrateGooseThroughGuard(t *testing.T) {
 	migSetupGoose(t)
 	const guarded, direct = "migrate_guarded", "migrate_direct"
@@ -346,9 +366,56 @@ func TestMigrateGooseThroughGuard(t *testing.T) {
 		})
 	}
 
-	// The audit log has one rejection per unsafe migration, from goose's
-	// connections.
-	var rejections []string
+	// A plain CREATE INDEX in a migration without a transaction: ddlguard
+	// runs CREATE INDEX CONCURRENTLY in its place; goose sees success, and
+	// the schema is the one the same migrations leave applied directly.
+	t.Run(strings.TrimSuffix(migRewritten.file, ".sql"), func(t *testing.T) {
+		files := map[string]string{migRewritten.file: migRewritten.sql}
+		for k, v := range migSafe {
+			files[k] = v
+		}
+		dir := migWrite(t, files)
+		notices.take()
+		if err := goose.UpContext(ctx, db, dir); err != nil {
+			t.Fatalf("goose up with %s through ddlguard: %v", migRewritten.file, err)
+		}
+		var got []pgconn.Notice
+		for _, n := range notices.take() {
+			if strings.HasPrefix(n.Message, "ddlguard: ") {
+				got = append(got, n)
+			}
+		}
+		wantMsg := "ddlguard: " + migRewritten.rule + ": ran the safe sequence instead of the statement: " +
+			"CREATE INDEX CONCURRENTLY accounts_nickname_idx ON accounts"
+		if len(got) != 1 || got[0].Severity != "WARNING" || got[0].Code != "01Z03" || !strings.HasPrefix(got[0].Message, wantMsg) {
+			t.Errorf("ddlguard notices %v, want one WARNING 01Z03 %q...", audNoticeSummary(got), wantMsg)
+		}
+		if err := goose.UpContext(ctx, directDB, dir); err != nil {
+			t.Fatalf("goose up with %s directly: %v", migRewritten.file, err)
+		}
+		want := append(slices.Clone(wantVersions), fmt.Sprintf("%d:true", migLastSafe+1))
+		for _, database := range []string{guarded, direct} {
+			if got := migVersions(t, database); strings.Join(got, " ") != strings.Join(want, " ") {
+				t.Errorf("goose versions in %s: %v, want %v", database, got, want)
+			}
+		}
+		after := migSchema(t, guarded)
+		if directAfter := migSchema(t, direct); !slices.Equal(directAfter, after) {
+			t.Errorf("schema through ddlguard differs from the schema migrated directly (- direct, + through ddlguard):\n%s",
+				diffLines(directAfter, after))
+		}
+		if !slices.Contains(after, migRewritten.index) {
+			t.Errorf("schema lacks %q:\n%s", migRewritten.index, strings.Join(after, "\n"))
+		}
+		// The index is all that changed.
+		if rest := slices.DeleteFunc(slices.Clone(after), func(l string) bool { return l == migRewritten.index }); !slices.Equal(rest, schema) {
+			t.Errorf("the rewritten migration changed more than %q (- before, + after):\n%s", migRewritten.index, diffLines(schema, after))
+		}
+	})
+
+	// The audit log has one rejection per unsafe migration and the one
+	// rewrite, from goose's connections.
+	var rejections, rewrites []string
 	for _, rec := range audDecisions(t, p.Logs()) {
 		t.Logf("decision: %s %s [%s] rule=%s warnings=%s", audField(rec, "action"), audField(rec, "executed_as"),
 			audField(rec, "statement"), audField(rec, "rule"), audField(rec, "warnings"))
@@ -356,7 +423,14 @@ func TestMigrateGooseThroughGuard(t *testing.T) {
 			if audField(rec, "application_name") != "goose" || audField(rec, "database") != guarded {
 				t.Errorf("decision line: %v", rec)
 			}
-			rejections = append(rejections, audField(rec, "rule"))
+			switch {
+			case audField(rec, "action") == "reject", audField(rec, "executed_as") == "reject":
+				rejections = append(rejections, audField(rec, "rule"))
+			case audField(rec, "action") == "rewrite":
+				rewrites = append(rewrites, audField(rec, "rule"))
+			default:
+				t.Errorf("decision line with a rule: %v", rec)
+			}
 		}
 	}
 	var want []string
@@ -365,5 +439,8 @@ func TestMigrateGooseThroughGuard(t *testing.T) {
 	}
 	if strings.Join(rejections, " ") != strings.Join(want, " ") {
 		t.Errorf("rejections in the audit log: %v, want %v", rejections, want)
+	}
+	if strings.Join(rewrites, " ") != migRewritten.rule {
+		t.Errorf("rewrites in the audit log: %v, want [%s]", rewrites, migRewritten.rule)
 	}
 }

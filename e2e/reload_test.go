@@ -109,7 +109,11 @@ func TestReloadGuardConfig(t *testing.T) {
 	audDatabase(t, db)
 	audBigTable(t, db, "big")
 	config := filepath.Join(t.TempDir(), "ddlguard.yaml")
-	if err := os.WriteFile(config, []byte("# defaults\nguard:\n  lock_timeout: 500ms\n"), 0o600); err != nil {
+	// The defaults, but for the rule's rewrite (which would run CREATE
+	// INDEX CONCURRENTLY in place of the statement): off, so that it
+	// rejects.
+	initial := "guard:\n  lock_timeout: 500ms\n  rules:\n    create-index-not-concurrently: {rewrite: false}\n"
+	if err := os.WriteFile(config, []byte(initial), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	b := rldStart(t, config)
@@ -133,8 +137,9 @@ func TestReloadGuardConfig(t *testing.T) {
 	}
 	const createIndex = "CREATE INDEX big_v_idx ON big (v)"
 
-	// (a) Defaults: a plain CREATE INDEX on a large table is refused.
-	audWantRejected(t, "CREATE INDEX with the defaults", audExec(t, conn, createIndex), "create-index-not-concurrently")
+	// (a) Enforce, rewrite off: a plain CREATE INDEX on a large table is
+	// refused.
+	audWantRejected(t, "CREATE INDEX with rewrite: false", audExec(t, conn, createIndex), "create-index-not-concurrently")
 	if rldIndexExists(t, db, "big_v_idx") {
 		t.Fatal("the rejected CREATE INDEX ran")
 	}
@@ -193,7 +198,7 @@ func TestReloadGuardConfig(t *testing.T) {
 		actions = append(actions, audField(rec, "action")+"/"+audField(rec, "executed_as")+"/"+audField(rec, "warnings"))
 	}
 	want := []string{
-		"rewrite/reject/",
+		"reject//",
 		"timeout//create-index-not-concurrently",
 		"timeout//create-index-not-concurrently",
 		"timeout//create-index-not-concurrently",

@@ -44,6 +44,10 @@ func (refreshMatViewRule) Check(s *Statement) *Finding {
 	if known && f.UniqueIndex {
 		fd := s.finding(rel, why, safe)
 		fd.Rewrite = []string{safe}
+		// REFRESH ... CONCURRENTLY could run inside a transaction block,
+		// but ddlguard runs rewrites only for statements outside one;
+		// inside, the statement is rejected and the hint can be used there.
+		fd.RewriteOutsideTxOnly = true
 		return fd
 	}
 	need := "-- REFRESH ... CONCURRENTLY needs a unique index on " + quoteName(rel) +

@@ -194,11 +194,7 @@ func (c *clientConn) carryOut(res guard.Result, sql string, canRewrite bool) int
 func rejectStatement(d guard.Decision) string {
 	f := d.Deciding
 	msg := "ddlguard: " + f.Rule + ": " + f.Message
-	detail := f.Detail
-	if d.Action == guard.Rewrite {
-		detail = strings.TrimSpace(detail + "\nddlguard does not run rewrites yet; run the safe sequence in the hint yourself.")
-	}
-	return raiseStatement(msg, detail, f.Hint, CodeRejected)
+	return raiseStatement(msg, f.Detail, f.Hint, CodeRejected)
 }
 
 // raiseStatement builds a DO block that raises an ERROR with these fields.
@@ -244,6 +240,19 @@ func rewriteGuardError(body []byte) []byte {
 		!(strings.Contains(e.Message, "ddlguard") || strings.Contains(e.Detail, "ddlguard")) {
 		return nil
 	}
+	return encodeWithoutContext(&e)
+}
+
+// stripContext removes CONTEXT, file, line and routine from an error.
+func stripContext(body []byte) []byte {
+	var e pgproto3.ErrorResponse
+	if e.Decode(body) != nil {
+		return nil
+	}
+	return encodeWithoutContext(&e)
+}
+
+func encodeWithoutContext(e *pgproto3.ErrorResponse) []byte {
 	e.Where, e.File, e.Line, e.Routine = "", "", 0, ""
 	out, err := e.Encode(nil)
 	if err != nil {

