@@ -227,12 +227,9 @@ func conflicting(m guard.LockMode) []string {
 func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
 	rows := []string{"(NULL::text, NULL::text, NULL::name, '{}'::text[])"}
 	for _, l := range targets {
-		if strings.ContainsAny(l.Relation, "\\\x00") {
-			return "", fmt.Errorf("relation name %q cannot be looked up safely", l.Relation)
-		}
-		nsp, rel := "NULL", sqlLiteral(l.Relation)
-		if i := strings.LastIndexByte(l.Relation, '.'); i >= 0 {
-			nsp, rel = sqlLiteral(l.Relation[:i]), sqlLiteral(l.Relation[i+1:])
+		nsp, rel, err := nameLiterals(l.Relation)
+		if err != nil {
+			return "", err
 		}
 		modes := make([]string, 0, 8)
 		for _, m := range conflicting(l.Mode) {
@@ -248,9 +245,7 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
      'xact_age', extract(epoch FROM clock_timestamp() - a.xact_start), 'query', left(a.query, 200),
      'mode', l.mode, 'granted', l.granted, 'relation', t.name, 'gid', px.gid) ORDER BY l.granted DESC, a.xact_start)
   FROM (VALUES ` + strings.Join(rows, ", ") + `) AS t(name, nsp, rel, modes)
-  JOIN LATERAL (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relname = t.rel AND (n.nspname = t.nsp OR (t.nsp IS NULL AND n.nspname = ANY (current_schemas(true))))
-      ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) c ON true
+  JOIN LATERAL ` + resolveRelationSQL("t.nsp", "t.rel") + ` ON true
   JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.relation = c.oid AND l.mode = ANY (t.modes)
       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
       AND l.pid IS DISTINCT FROM ` + strconv.FormatUint(uint64(clientPID), 10) + `
@@ -273,23 +268,14 @@ func (c *clientConn) runPreflight(p *timeoutPlan) (*preflight, error) {
 	if err != nil {
 		return nil, err
 	}
-	pf := &preflight{}
-	for _, f := range frames {
-		switch f.typ {
-		case 'E':
-			return nil, upstreamError(f.body)
-		case 'D':
-			var row pgproto3.DataRow
-			if err := row.Decode(f.body); err != nil || len(row.Values) != 3 {
-				return nil, fmt.Errorf("malformed preflight row")
-			}
-			pf.lockTimeout, pf.idleTimeout = string(row.Values[0]), string(row.Values[1])
-			if row.Values[2] != nil {
-				if err := json.Unmarshal(row.Values[2], &pf.blockers); err != nil {
-					return nil, fmt.Errorf("preflight blockers: %w", err)
-				}
-
-			}
+	rows, err := dataRows(frames, 3)
+	if err != nil || len(rows) != 1 {
+		return nil, fmt.Errorf("preflight: %v", err)
+	}
+	pf := &preflight{lockTimeout: string(rows[0][0]), idleTimeout: string(rows[0][1])}
+	if rows[0][2] != nil {
+		if err := json.Unmarshal(rows[0][2], &pf.blockers); err != nil {
+			return nil, fmt.Errorf("preflight blockers: %w", err)
 		}
 	}
 	return pf, nil

@@ -203,12 +203,9 @@ func (c *clientConn) internalSend(frame []byte, limit time.Duration) ([]diverted
 func factsQuery(names []string, exact bool) (string, error) {
 	var rows []string
 	for _, n := range names {
-		if strings.ContainsAny(n, "\\\x00") {
-			return "", fmt.Errorf("relation name %q cannot be looked up safely", n)
-		}
-		nsp, rel := "NULL", sqlLiteral(n)
-		if i := strings.LastIndexByte(n, '.'); i >= 0 {
-			nsp, rel = sqlLiteral(n[:i]), sqlLiteral(n[i+1:])
+		nsp, rel, err := nameLiterals(n)
+		if err != nil {
+			return "", err
 		}
 		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, rel))
 	}
@@ -236,9 +233,7 @@ func factsQuery(names []string, exact bool) (string, error) {
   'default_partition', EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = c.oid AND p.partdefid <> 0),
   'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid)) END
 FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, rel)
-LEFT JOIN LATERAL (SELECT c.* FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-  WHERE c.relname = q.rel AND (n.nspname = q.nsp OR (q.nsp IS NULL AND n.nspname = ANY (current_schemas(true))))
-  ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) c ON true`, nil
+LEFT JOIN LATERAL ` + resolveRelationSQL("q.nsp", "q.rel") + ` ON true`, nil
 }
 
 type factsRow struct {
@@ -265,22 +260,59 @@ var notNullCheck = regexp.MustCompile(`^CHECK \(\(?("(?:[^"]|"")+"|[a-z_][a-z0-9
 
 // parseFacts reads the catalog query's answer from diverted frames.
 func parseFacts(frames []divertedFrame) (map[string]*guard.RelationFacts, error) {
+	rows, err := dataRows(frames, 2)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]*guard.RelationFacts{}
+	for _, row := range rows {
+		if err := addFactsRow(out, string(row[0]), row[1]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// dataRows returns the values of the DataRows in an answer to one of
+// ddlguard's own queries (each with cols columns), or its error.
+func dataRows(frames []divertedFrame, cols int) ([][][]byte, error) {
+	var rows [][][]byte
 	for _, f := range frames {
 		switch f.typ {
 		case 'E':
 			return nil, upstreamError(f.body)
 		case 'D':
 			var row pgproto3.DataRow
-			if err := row.Decode(f.body); err != nil || len(row.Values) != 2 {
-				return nil, errors.New("malformed catalog facts row")
+			if err := row.Decode(f.body); err != nil || len(row.Values) != cols {
+				return nil, errors.New("malformed row in the answer to ddlguard's query")
 			}
-			if err := addFactsRow(out, string(row.Values[0]), row.Values[1]); err != nil {
-				return nil, err
-			}
+			rows = append(rows, row.Values)
 		}
 	}
-	return out, nil
+	return rows, nil
+}
+
+// nameLiterals splits a relation name as the guard reports it ("rel" or
+// "schema.rel") into SQL literals for schema (NULL when unqualified) and
+// relation; names ddlguard cannot quote safely are refused.
+func nameLiterals(name string) (nsp, rel string, err error) {
+	if strings.ContainsAny(name, "\\\x00") {
+		return "", "", fmt.Errorf("relation name %q cannot be looked up safely", name)
+	}
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		return sqlLiteral(name[:i]), sqlLiteral(name[i+1:]), nil
+	}
+	return "NULL", sqlLiteral(name), nil
+}
+
+// resolveRelationSQL is a subquery yielding the pg_class row (aliased c) a
+// name resolves to in the session, as PostgreSQL would resolve it
+// (search_path order, pg_temp), by comparing with the catalogs: it never
+// raises an error. nsp and rel are SQL expressions (text, name).
+func resolveRelationSQL(nsp, rel string) string {
+	return `(SELECT c.* FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relname = ` + rel + ` AND (n.nspname = ` + nsp + ` OR (` + nsp + ` IS NULL AND n.nspname = ANY (current_schemas(true))))
+  ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) c`
 }
 
 // addFactsRow decodes one row (name, JSON or NULL for "no such relation").

@@ -155,33 +155,27 @@ func rewriteTable(d *guard.Decision) string {
 
 // invalidIndexes lists the INVALID indexes of table (qualified, quoted).
 func (c *clientConn) invalidIndexes(table string) ([]string, error) {
-	if table == "" || strings.ContainsAny(table, "\\\x00") {
+	if table == "" {
 		return nil, nil
 	}
-	nsp, rel := "NULL", sqlLiteral(table)
-	if i := strings.LastIndexByte(table, '.'); i >= 0 {
-		nsp, rel = sqlLiteral(table[:i]), sqlLiteral(table[i+1:])
+	nsp, rel, err := nameLiterals(table)
+	if err != nil {
+		return nil, err
 	}
-	q := fmt.Sprintf(`/* ddlguard invalid indexes */ SELECT quote_ident(n.nspname) || '.' || quote_ident(i.relname)
-FROM (SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace cn ON cn.oid = c.relnamespace
-      WHERE c.relname = %s AND (cn.nspname = %s OR (%s::text IS NULL AND cn.nspname = ANY (current_schemas(true))))
-      ORDER BY array_position(current_schemas(true), cn.nspname) LIMIT 1) t
-JOIN pg_catalog.pg_index x ON x.indrelid = t.oid AND NOT x.indisvalid
-JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace`, rel, nsp, nsp)
+	q := `/* ddlguard invalid indexes */ SELECT quote_ident(n.nspname) || '.' || quote_ident(i.relname)
+FROM ` + resolveRelationSQL(nsp+"::text", rel+"::name") + `
+JOIN pg_catalog.pg_index x ON x.indrelid = c.oid AND NOT x.indisvalid
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace`
 	frames, err := c.internalQuery(q, factsWait)
 	if err != nil {
 		return nil, err
 	}
+	rows, err := dataRows(frames, 1)
 	var out []string
-	for _, f := range frames {
-		if f.typ == 'D' {
-			var row pgproto3.DataRow
-			if row.Decode(f.body) == nil && len(row.Values) == 1 {
-				out = append(out, string(row.Values[0]))
-			}
-		}
+	for _, row := range rows {
+		out = append(out, string(row[0]))
 	}
-	return out, nil
+	return out, err
 }
 
 func contains(list []string, s string) bool {
