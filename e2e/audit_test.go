@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,41 +20,20 @@ import (
 // the test's own with a table large enough for the size rules, notices
 // collected from a real pgx connection, and ddlguard's JSON log read back.
 
-// audBigBytes is the size the fixture table must exceed: the guard's
-// default small_table_bytes, below which the size rules pass.
-const audBigBytes = guard.DefaultSmallTableBytes
-
 // audDatabase creates database name, owned by app_scram (dropped at test
 // end, after the proxies and connections of the test are gone).
 func audDatabase(t *testing.T, name string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
-	if err != nil {
+	if err := recreateDatabase(ctx, name, pgcluster.RoleSCRAM); err != nil {
 		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
-	ident := pgx.Identifier{name}.Sanitize()
-	for _, sql := range []string{
-		"DROP DATABASE IF EXISTS " + ident + " WITH (FORCE)",
-		"CREATE DATABASE " + ident + " OWNER " + pgcluster.RoleSCRAM,
-	} {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
 	}
 	// Registered before the caller's cleanups, so it runs after them.
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 		defer cancel()
-		admin, err := pgx.Connect(ctx, cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
-		if err != nil {
-			t.Errorf("drop database %s: %v", name, err)
-			return
-		}
-		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+		if err := adminExec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
@@ -63,7 +41,7 @@ func audDatabase(t *testing.T, name string) {
 
 // audBigTable creates table (id bigint primary key, v text, c text) in
 // database as app_scram, directly (not through ddlguard), fills it past
-// audBigBytes and ANALYZEs it, so that the catalog facts ddlguard reads
+// the guard's default small_table_bytes and ANALYZEs it, so that the catalog facts ddlguard reads
 // (pg_class.relpages) show it large.
 func audBigTable(t *testing.T, database, table string) {
 	t.Helper()
@@ -75,76 +53,24 @@ func audBigTable(t *testing.T, database, table string) {
 	}
 	defer conn.Close(ctx)
 	ident := pgx.Identifier{table}.Sanitize()
-	for _, sql := range []string{
-		"CREATE TABLE " + ident + " (id bigint PRIMARY KEY, v text NOT NULL, c text)",
-		"INSERT INTO " + ident + " SELECT g, md5(g::text), repeat('x', 64) FROM generate_series(1, 100000) g",
-		"ANALYZE " + ident,
-	} {
-		if _, err := conn.Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
+	if err := execEach(ctx, conn,
+		"CREATE TABLE "+ident+" (id bigint PRIMARY KEY, v text NOT NULL, c text)",
+		"INSERT INTO "+ident+" SELECT g, md5(g::text), repeat('x', 64) FROM generate_series(1, 100000) g",
+		"ANALYZE "+ident,
+	); err != nil {
+		t.Fatal(err)
 	}
 	audCheckBig(t, ctx, conn, table)
 }
 
-// audCheckBig fails unless table is larger than audBigBytes both on disk and
-// in the statistics the guard's catalog facts read (relpages of the table
-// and its indexes).
+// audCheckBig fails unless table is larger than the guard's default
+// small_table_bytes (below which the size rules pass) both on disk and in
+// the statistics the guard's catalog facts read (see checkLarge).
 func audCheckBig(t *testing.T, ctx context.Context, conn *pgx.Conn, table string) {
 	t.Helper()
-	var total, statPages int64
-	err := conn.QueryRow(ctx, `SELECT pg_total_relation_size(c.oid),
-		(c.relpages + COALESCE((SELECT sum(i.relpages) FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
-			WHERE x.indrelid = c.oid), 0))::bigint * current_setting('block_size')::bigint
-		FROM pg_class c WHERE c.oid = $1::regclass`, table).Scan(&total, &statPages)
-	if err != nil {
-		t.Fatal(err)
+	if err := checkLarge(ctx, conn, table); err != nil {
+		t.Fatalf("fixture table: %v", err)
 	}
-	if total <= audBigBytes || statPages <= audBigBytes {
-		t.Fatalf("fixture table %s is not big enough: %d bytes on disk, %d bytes by relpages (want > %d)",
-			table, total, statPages, audBigBytes)
-	}
-}
-
-// audNotices collects the notices a pgx connection receives.
-type audNotices struct {
-	mu sync.Mutex
-	n  []pgconn.Notice
-}
-
-func (l *audNotices) add(_ *pgconn.PgConn, n *pgconn.Notice) {
-	l.mu.Lock()
-	l.n = append(l.n, *n)
-	l.mu.Unlock()
-}
-
-// take returns the notices received so far and forgets them.
-func (l *audNotices) take() []pgconn.Notice {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := l.n
-	l.n = nil
-	return n
-}
-
-// audConnect opens a pgx connection to dsn that records notices,
-// closed at test end.
-func audConnect(t *testing.T, dsn string) (*pgx.Conn, *audNotices) {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	notices := &audNotices{}
-	cfg.OnNotice = notices.add
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn, notices
 }
 
 // audExec runs sql (simple protocol) and returns ddlguard's rejection,
@@ -252,17 +178,6 @@ func audColumnExists(t *testing.T, database, table, column string) bool {
 	return n == 1
 }
 
-// audGuardProxy starts an in-process ddlguard in front of cluster with a
-// guard built from cfg.
-func audGuardProxy(t *testing.T, cfg guard.Config) *testProxy {
-	t.Helper()
-	g, err := guard.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startProxy(t, func(c *proxy.Config) { c.Guard = g })
-}
-
 // audField returns a string field of a log record ("" when absent).
 func audField(rec map[string]any, k string) string {
 	s, _ := rec[k].(string)
@@ -281,8 +196,8 @@ func TestAuditDecisionLog(t *testing.T) {
 	cfg := guard.DefaultConfig()
 	cfg.Rules = map[string]guard.RuleConfig{"rename": {Mode: guard.Warn}}
 	cfg.InlineOverrideRoles = []string{pgcluster.RoleSCRAM}
-	p := audGuardProxy(t, cfg)
-	conn, notices := audConnect(t, p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable", "application_name", "audit-test"))
+	p := startGuardProxy(t, cfg)
+	conn, notices := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable", "application_name", "audit-test"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
@@ -320,7 +235,7 @@ func TestAuditDecisionLog(t *testing.T) {
 	// 4. The same comment from a role not in inline_override_roles is
 	// ignored: rejected by ddlguard (ZG001, not the server's 42501 for a
 	// non-owner).
-	other, _ := audConnect(t, p.DSN(pgcluster.RoleTrust, db, "sslmode", "disable", "application_name", "audit-other"))
+	other, _ := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleTrust, db, "sslmode", "disable", "application_name", "audit-other"))
 	const ignoredSQL = `/* ddlguard:allow drop-column reason="cleanup ticket 43" */ ALTER TABLE big DROP COLUMN v`
 	audWantRejected(t, "inline override by "+pgcluster.RoleTrust, audExec(t, other, ignoredSQL), "drop-column")
 	if !audColumnExists(t, db, "big", "v") {
@@ -441,8 +356,8 @@ func TestAuditLiteralsNotLogged(t *testing.T) {
 	const db = "audit_literals"
 	audDatabase(t, db)
 	audBigTable(t, db, "big")
-	p := audGuardProxy(t, guard.DefaultConfig())
-	conn, _ := audConnect(t, p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
+	p := startGuardProxy(t, guard.DefaultConfig())
+	conn, _ := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 

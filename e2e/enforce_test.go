@@ -21,7 +21,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -84,66 +83,34 @@ var enfFixtureSQL = []string{
 	`VACUUM ANALYZE big, ref, big_mv, parted_1, doomed, audit_t, small_t, st_a, st_b`,
 }
 
-var enfFixture struct {
-	once sync.Once
-	err  error
-	took time.Duration
-}
+var enfFixture fixtureOnce
 
 // enforceFixture creates enfDatabase and its tables, once per test run.
 func enforceFixture(t *testing.T) {
 	t.Helper()
-	enfFixture.once.Do(func() {
-		start := time.Now()
-		enfFixture.err = enfCreateFixture()
-		enfFixture.took = time.Since(start)
-	})
-	if enfFixture.err != nil {
-		t.Fatalf("enforce fixture: %v", enfFixture.err)
-	}
+	enfFixture.ensure(t, "enforce", enfCreateFixture)
 }
 
 func enfCreateFixture() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
-	if err != nil {
-		return err
-	}
-	defer admin.Close(context.Background())
-	for _, sql := range []string{
-		"DROP DATABASE IF EXISTS " + enfDatabase + " WITH (FORCE)",
-		"CREATE DATABASE " + enfDatabase + " OWNER " + enfUser,
-	} {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
-	owner, err := pgx.Connect(ctx, cluster.DSN(enfUser, enfDatabase, "sslmode", "disable"))
+	owner, err := createFixtureDatabase(ctx, enfDatabase, enfUser, enfFixtureSQL)
 	if err != nil {
 		return err
 	}
 	defer owner.Close(context.Background())
-	for _, sql := range enfFixtureSQL {
-		if _, err := owner.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
 	// The fixture must be what the tests assume: big is large both for
 	// pg_total_relation_size and for the relpages sum ddlguard reads;
 	// never_analyzed and parted_new have never been analyzed.
-	var total, pages int64
-	var naTuples, newTuples float64
-	err = owner.QueryRow(ctx, `SELECT pg_total_relation_size('big'),
-		  (SELECT sum(relpages)::bigint * current_setting('block_size')::bigint FROM pg_class
-		    WHERE oid = 'big'::regclass OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 'big'::regclass)),
-		  (SELECT reltuples FROM pg_class WHERE oid = 'never_analyzed'::regclass),
-		  (SELECT reltuples FROM pg_class WHERE oid = 'parted_new'::regclass)`).Scan(&total, &pages, &naTuples, &newTuples)
-	if err != nil {
+	if err := checkLarge(ctx, owner, "big"); err != nil {
 		return err
 	}
-	if total <= guard.DefaultSmallTableBytes || pages <= guard.DefaultSmallTableBytes {
-		return fmt.Errorf("big is %d bytes (relpages: %d), want more than %d", total, pages, guard.DefaultSmallTableBytes)
+	var naTuples, newTuples float64
+	err = owner.QueryRow(ctx, `SELECT
+		  (SELECT reltuples FROM pg_class WHERE oid = 'never_analyzed'::regclass),
+		  (SELECT reltuples FROM pg_class WHERE oid = 'parted_new'::regclass)`).Scan(&naTuples, &newTuples)
+	if err != nil {
+		return err
 	}
 	if naTuples >= 0 || newTuples >= 0 {
 		return fmt.Errorf("never_analyzed/parted_new have reltuples %v/%v, want -1 (never analyzed)", naTuples, newTuples)
@@ -159,11 +126,7 @@ func enfGuardProxy(t *testing.T, mutate ...func(*guard.Config)) *testProxy {
 	for _, m := range mutate {
 		m(&cfg)
 	}
-	g, err := guard.New(cfg)
-	if err != nil {
-		t.Fatalf("guard.New: %v", err)
-	}
-	return startProxy(t, func(c *proxy.Config) { c.Guard = g })
+	return startGuardProxy(t, cfg)
 }
 
 // enfRuleMode sets one rule's mode.
@@ -191,45 +154,11 @@ func enfNoRewrite(rules ...string) func(*guard.Config) {
 	}
 }
 
-// enfNotices collects the notices a pgx connection receives.
-type enfNotices struct {
-	mu   sync.Mutex
-	list []pgconn.Notice
-}
-
-func (n *enfNotices) add(_ *pgconn.PgConn, no *pgconn.Notice) {
-	n.mu.Lock()
-	n.list = append(n.list, *no)
-	n.mu.Unlock()
-}
-
-// take returns and forgets the notices received so far.
-func (n *enfNotices) take() []pgconn.Notice {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	l := n.list
-	n.list = nil
-	return l
-}
-
 // enfConnect opens a pgx connection as enfUser to enfDatabase through p
 // (plaintext), collecting notices; closed at test end.
-func enfConnect(t *testing.T, p *testProxy) (*pgx.Conn, *enfNotices) {
+func enfConnect(t *testing.T, p *testProxy) (*pgx.Conn, *noticeLog) {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(p.DSN(enfUser, enfDatabase, "sslmode", "disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &enfNotices{}
-	cfg.OnNotice = n.add
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect through ddlguard: %v", err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn, n
+	return connectNotices(t, "through ddlguard", p.DSN(enfUser, enfDatabase, "sslmode", "disable"))
 }
 
 func enfCtx(t *testing.T) context.Context {

@@ -62,25 +62,19 @@ func pipelineCreateIndex(t *testing.T, conn *pgconn.PgConn, sql string) error {
 func TestFactsMonitorAndPipeline(t *testing.T) {
 	super := superConn(t, "postgres")
 	ctx := context.Background()
-	for _, q := range []string{
+	if err := execEach(ctx, super,
 		"DROP TABLE IF EXISTS facts_small",
 		"CREATE TABLE facts_small AS SELECT g AS id FROM generate_series(1, 1000) g",
 		"GRANT ALL ON facts_small TO PUBLIC",
 		"ANALYZE facts_small",
-	} {
-		if _, err := super.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
+	); err != nil {
+		t.Fatal(err)
 	}
 	g, err := guard.New(guard.DefaultConfig())
 	if err != nil {
 		t.Fatal(err)
 	}
-	monitor, err := proxy.NewMonitorFacts(cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(monitor.Close)
+	monitor := startMonitorFacts(t)
 
 	plain := startProxy(t, func(c *proxy.Config) { c.Guard = g })
 	withMonitor := startProxy(t, func(c *proxy.Config) { c.Guard = g; c.MonitorFacts = monitor })
@@ -124,25 +118,15 @@ func TestFactsMonitorAndPipeline(t *testing.T) {
 func TestFactsMonitorBlockerCheck(t *testing.T) {
 	super := superConn(t, "postgres")
 	ctx := context.Background()
-	for _, q := range []string{
+	if err := execEach(ctx, super,
 		"DROP TABLE IF EXISTS facts_blocked",
 		"CREATE TABLE facts_blocked (id int)",
-	} {
-		if _, err := super.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
-	}
-	g, err := guard.New(guard.DefaultConfig())
-	if err != nil {
+	); err != nil {
 		t.Fatal(err)
 	}
-	monitor, err := proxy.NewMonitorFacts(cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(monitor.Close)
-	p := startProxy(t, func(c *proxy.Config) {
-		c.Guard, c.MonitorFacts = g, monitor
+	monitor := startMonitorFacts(t)
+	p := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) {
+		c.MonitorFacts = monitor
 		c.Exec = proxy.ExecConfig{RetryBudget: time.Second}
 	})
 
@@ -155,7 +139,7 @@ func TestFactsMonitorBlockerCheck(t *testing.T) {
 
 	conn := p.Connect(t, pgcluster.Superuser, "postgres", "sslmode", "disable")
 	start := time.Now()
-	_, err = conn.Exec(ctx, "ALTER TABLE facts_blocked ADD COLUMN c int")
+	_, err := conn.Exec(ctx, "ALTER TABLE facts_blocked ADD COLUMN c int")
 	took := time.Since(start)
 	pgErr := pgErrorOf(err)
 	if pgErr == nil || pgErr.Code != "55P03" || !strings.Contains(pgErr.Detail, fmt.Sprintf("pid %d", blockerPID)) ||

@@ -1200,22 +1200,7 @@ func TestLockFacts(t *testing.T) {
 	})
 	t.Run("pg18", func(t *testing.T) {
 		t.Parallel()
-		binDir := pg18BinDir(t)
-		c, err := pgcluster.Start(pgcluster.Options{BinDir: binDir, Logf: t.Logf})
-		if err != nil {
-			t.Fatalf("start PostgreSQL 18 from %s: %v", binDir, err)
-		}
-		t.Cleanup(func() {
-			if t.Failed() {
-				t.Logf("PostgreSQL 18 log tail:\n%s", c.LogTail(40))
-			}
-			if err := c.Stop(); err != nil {
-				t.Errorf("stop PostgreSQL 18: %v", err)
-			}
-		})
-		if v := c.Version(); v != 18 {
-			t.Fatalf("%s runs PostgreSQL %d, want 18", binDir, v)
-		}
+		c := startPG18Cluster(t)
 		lfRun(t, c, entries)
 	})
 }

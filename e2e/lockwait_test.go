@@ -51,63 +51,29 @@ const (
 	lwBlockerRole = pgcluster.RoleMD5
 )
 
-var lwFixture struct {
-	once sync.Once
-	err  error
-}
+var lwFixture fixtureOnce
 
 // lwSetup creates lwDatabase and its table t once per test binary run.
 func lwSetup(t *testing.T) {
 	t.Helper()
-	lwFixture.once.Do(func() { lwFixture.err = lwCreateFixture() })
-	if lwFixture.err != nil {
-		t.Fatalf("lockwait fixture: %v", lwFixture.err)
-	}
+	lwFixture.ensure(t, "lockwait", lwCreateFixture)
 }
 
 func lwCreateFixture() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
-	if err != nil {
-		return err
-	}
-	defer admin.Close(context.Background())
-	for _, sql := range []string{
-		"DROP DATABASE IF EXISTS " + lwDatabase + " WITH (FORCE)",
-		"CREATE DATABASE " + lwDatabase + " OWNER " + pgcluster.RoleTrust,
-	} {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
-	owner, err := pgx.Connect(ctx, cluster.DSN(pgcluster.RoleTrust, lwDatabase, "sslmode", "disable"))
-	if err != nil {
-		return err
-	}
-	defer owner.Close(context.Background())
-	for _, sql := range []string{
+	owner, err := createFixtureDatabase(ctx, lwDatabase, pgcluster.RoleTrust, []string{
 		"CREATE TABLE t (id int PRIMARY KEY, pad text NOT NULL)",
 		fmt.Sprintf("INSERT INTO t SELECT g, repeat(md5(g::text), 2) FROM generate_series(1, %d) g", lwRows),
 		"GRANT SELECT ON t TO PUBLIC",
 		"VACUUM ANALYZE t",
-	} {
-		if _, err := owner.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
-	// Large both on disk and by the relpages sum ddlguard's facts read.
-	var total, pages int64
-	err = owner.QueryRow(ctx, `SELECT pg_total_relation_size('t'),
-		(SELECT sum(relpages)::bigint * current_setting('block_size')::bigint FROM pg_class
-		  WHERE oid = 't'::regclass OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = 't'::regclass))`).Scan(&total, &pages)
+	})
 	if err != nil {
 		return err
 	}
-	if total <= guard.DefaultSmallTableBytes || pages <= guard.DefaultSmallTableBytes {
-		return fmt.Errorf("t is %d bytes (relpages: %d), want more than %d", total, pages, guard.DefaultSmallTableBytes)
-	}
-	return nil
+	defer owner.Close(context.Background())
+	// Large both on disk and by the relpages sum ddlguard's facts read.
+	return checkLarge(ctx, owner, "t")
 }
 
 // lwColumnSeq makes column names unique within the test binary run.
@@ -121,14 +87,7 @@ func lwColumn(tag string) string {
 // exec as its lock-aware execution configuration.
 func lwProxy(t *testing.T, exec proxy.ExecConfig) *testProxy {
 	t.Helper()
-	g, err := guard.New(guard.DefaultConfig())
-	if err != nil {
-		t.Fatalf("guard.New: %v", err)
-	}
-	return startProxy(t, func(c *proxy.Config) {
-		c.Guard = g
-		c.Exec = exec
-	})
+	return startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) { c.Exec = exec })
 }
 
 // lwConnect opens a pgx connection as the table's owner through p.

@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
+	"github.com/ddlguard/ddlguard/guard"
 	"github.com/ddlguard/ddlguard/proxy"
 )
 
@@ -90,9 +91,19 @@ func superConn(t testing.TB, database string) *pgx.Conn {
 // which connection it is when it fails.
 func connectDSN(t testing.TB, how, dsn string) *pgx.Conn {
 	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return connectConfig(t, how, cfg)
+}
+
+// connectConfig is connectDSN for a parsed configuration.
+func connectConfig(t testing.TB, how string, cfg *pgx.ConnConfig) *pgx.Conn {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		t.Fatalf("connect %s: %v", how, err)
 	}
@@ -453,3 +464,180 @@ func rawReceive[T pgproto3.BackendMessage](t testing.TB, fe *pgproto3.Frontend) 
 
 // protocolString shows a protocol version as major.minor.
 func protocolString(v uint32) string { return fmt.Sprintf("%d.%d", v>>16, v&0xffff) }
+
+// fixtureOnce builds a fixture shared by the tests of a file, once per
+// test run, and remembers how long that took.
+type fixtureOnce struct {
+	once sync.Once
+	err  error
+	took time.Duration
+}
+
+// ensure builds the fixture with build on the first call; every call fails
+// the test if building it failed. what names the fixture in the failure.
+func (f *fixtureOnce) ensure(t *testing.T, what string, build func() error) {
+	t.Helper()
+	f.once.Do(func() {
+		begin := time.Now()
+		f.err = build()
+		f.took = time.Since(begin)
+	})
+	if f.err != nil {
+		t.Fatalf("%s fixture: %v", what, f.err)
+	}
+}
+
+// execEach runs sqls on conn in order, stopping at the first error, which
+// names the statement.
+func execEach(ctx context.Context, conn *pgx.Conn, sqls ...string) error {
+	for _, sql := range sqls {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("%s: %w", sql, err)
+		}
+	}
+	return nil
+}
+
+// adminExec runs sqls as the superuser on cluster's postgres database,
+// directly (not through ddlguard).
+func adminExec(ctx context.Context, sqls ...string) error {
+	admin, err := pgx.Connect(ctx, cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
+	if err != nil {
+		return err
+	}
+	defer admin.Close(context.Background())
+	return execEach(ctx, admin, sqls...)
+}
+
+// recreateDatabase drops database name (forcibly) if it exists and creates
+// it anew, owned by owner.
+func recreateDatabase(ctx context.Context, name, owner string) error {
+	ident := pgx.Identifier{name}.Sanitize()
+	return adminExec(ctx,
+		"DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)",
+		"CREATE DATABASE "+ident+" OWNER "+owner)
+}
+
+// createFixtureDatabase recreates database, owned by owner, and runs sqls
+// in it as owner, directly on cluster. It returns owner's connection, for
+// the caller's checks; the caller closes it.
+func createFixtureDatabase(ctx context.Context, database, owner string, sqls []string) (*pgx.Conn, error) {
+	if err := recreateDatabase(ctx, database, owner); err != nil {
+		return nil, err
+	}
+	conn, err := pgx.Connect(ctx, cluster.DSN(owner, database, "sslmode", "disable"))
+	if err != nil {
+		return nil, err
+	}
+	if err := execEach(ctx, conn, sqls...); err != nil {
+		conn.Close(context.Background())
+		return nil, err
+	}
+	return conn, nil
+}
+
+// checkLarge returns an error unless relation rel is larger than the
+// guard's default small_table_bytes both on disk (pg_total_relation_size)
+// and by the relpages sum of rel and its indexes that ddlguard's catalog
+// facts read.
+func checkLarge(ctx context.Context, conn *pgx.Conn, rel string) error {
+	var total, pages int64
+	err := conn.QueryRow(ctx, `SELECT pg_total_relation_size($1::regclass),
+		  (SELECT sum(relpages)::bigint * current_setting('block_size')::bigint FROM pg_class
+		    WHERE oid = $1::regclass OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1::regclass))`,
+		rel).Scan(&total, &pages)
+	if err != nil {
+		return err
+	}
+	if total <= guard.DefaultSmallTableBytes || pages <= guard.DefaultSmallTableBytes {
+		return fmt.Errorf("%s is %d bytes (relpages: %d), want more than %d", rel, total, pages, guard.DefaultSmallTableBytes)
+	}
+	return nil
+}
+
+// startGuardProxy starts ddlguard (see startProxy) with a guard built from
+// cfg; options adjust the rest of the proxy's config.
+func startGuardProxy(t testing.TB, cfg guard.Config, options ...func(*proxy.Config)) *testProxy {
+	t.Helper()
+	g, err := guard.New(cfg)
+	if err != nil {
+		t.Fatalf("guard.New: %v", err)
+	}
+	return startProxy(t, append([]func(*proxy.Config){func(c *proxy.Config) { c.Guard = g }}, options...)...)
+}
+
+// noticeLog collects the notices a pgx connection receives.
+type noticeLog struct {
+	mu   sync.Mutex
+	list []pgconn.Notice
+}
+
+func (n *noticeLog) add(_ *pgconn.PgConn, no *pgconn.Notice) {
+	n.mu.Lock()
+	n.list = append(n.list, *no)
+	n.mu.Unlock()
+}
+
+// take returns the notices received so far and forgets them.
+func (n *noticeLog) take() []pgconn.Notice {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := n.list
+	n.list = nil
+	return l
+}
+
+// configNotices parses dsn into a pgx configuration that collects the
+// connection's notices.
+func configNotices(t testing.TB, dsn string) (*pgx.ConnConfig, *noticeLog) {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &noticeLog{}
+	cfg.OnNotice = n.add
+	return cfg, n
+}
+
+// connectNotices is connectDSN with the connection's notices collected.
+func connectNotices(t testing.TB, how, dsn string) (*pgx.Conn, *noticeLog) {
+	t.Helper()
+	cfg, n := configNotices(t, dsn)
+	return connectConfig(t, how, cfg), n
+}
+
+// startMonitorFacts opens ddlguard's monitor connection for catalog facts
+// as the superuser on cluster, closed at test end.
+func startMonitorFacts(t testing.TB) *proxy.MonitorFacts {
+	t.Helper()
+	monitor, err := proxy.NewMonitorFacts(cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(monitor.Close)
+	return monitor
+}
+
+// startPG18Cluster starts a PostgreSQL 18 cluster (see pg18BinDir),
+// stopped when the test ends, and checks it runs version 18.
+func startPG18Cluster(t *testing.T) *pgcluster.Cluster {
+	t.Helper()
+	binDir := pg18BinDir(t)
+	c, err := pgcluster.Start(pgcluster.Options{BinDir: binDir, Logf: t.Logf})
+	if err != nil {
+		t.Fatalf("start PostgreSQL 18 from %s: %v", binDir, err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("PostgreSQL 18 log tail:\n%s", c.LogTail(40))
+		}
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop PostgreSQL 18: %v", err)
+		}
+	})
+	if v := c.Version(); v != 18 {
+		t.Fatalf("%s runs PostgreSQL %d, want 18", binDir, v)
+	}
+	return c
+}

@@ -189,14 +189,9 @@ func migSetupGoose(t *testing.T) {
 
 // migOpenDB opens a database/sql handle with pgx's driver, as goose
 // users do; notices go to the returned log.
-func migOpenDB(t *testing.T, dsn string) (*sql.DB, *audNotices) {
+func migOpenDB(t *testing.T, dsn string) (*sql.DB, *noticeLog) {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	notices := &audNotices{}
-	cfg.OnNotice = notices.add
+	cfg, notices := configNotices(t, dsn)
 	db := stdlib.OpenDB(*cfg)
 	t.Cleanup(func() { db.Close() })
 	return db, notices
@@ -269,7 +264,7 @@ func TestMigrateGooseThroughGuard(t *testing.T) {
 	const guarded, direct = "migrate_guarded", "migrate_direct"
 	audDatabase(t, guarded)
 	audDatabase(t, direct)
-	p := audGuardProxy(t, guard.DefaultConfig())
+	p := startGuardProxy(t, guard.DefaultConfig())
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 

@@ -120,7 +120,7 @@ func TestReloadGuardConfig(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 
-	conn, notices := audConnect(t, b.dsn(pgcluster.RoleSCRAM, db, "application_name", "reload-test"))
+	conn, notices := connectNotices(t, "through ddlguard", b.dsn(pgcluster.RoleSCRAM, db, "application_name", "reload-test"))
 	var pid int32
 	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&pid); err != nil {
 		t.Fatal(err)
@@ -186,7 +186,7 @@ func TestReloadGuardConfig(t *testing.T) {
 	samePID("after the refused reloads")
 
 	// Still serving new connections, with the same configuration.
-	fresh, freshNotices := audConnect(t, b.dsn(pgcluster.RoleSCRAM, db, "application_name", "reload-fresh"))
+	fresh, freshNotices := connectNotices(t, "through ddlguard", b.dsn(pgcluster.RoleSCRAM, db, "application_name", "reload-fresh"))
 	if pe := audExec(t, fresh, "CREATE INDEX big_c_idx ON big (c)"); pe != nil {
 		t.Fatalf("CREATE INDEX on a new connection after the refused reloads: %s", pe.Message)
 	}

@@ -81,64 +81,27 @@ var rwFixtureSQL = []string{
 	`VACUUM ANALYZE ref, wide, wide_mv, wide_copy, wide_copy_mv`,
 }
 
-var rwFixture struct {
-	once sync.Once
-	err  error
-	took time.Duration
-}
+var rwFixture fixtureOnce
 
 // rewriteFixture creates rwDatabase, once per test run.
 func rewriteFixture(t *testing.T) {
 	t.Helper()
-	rwFixture.once.Do(func() {
-		begin := time.Now()
-		rwFixture.err = rwCreateFixture()
-		rwFixture.took = time.Since(begin)
-	})
-	if rwFixture.err != nil {
-		t.Fatalf("rewrite fixture: %v", rwFixture.err)
-	}
+	rwFixture.ensure(t, "rewrite", rwCreateFixture)
 }
 
 func rwCreateFixture() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	admin, err := pgx.Connect(ctx, cluster.DSN(pgcluster.Superuser, "postgres", "sslmode", "disable"))
-	if err != nil {
-		return err
-	}
-	defer admin.Close(context.Background())
-	for _, sql := range []string{
-		"DROP DATABASE IF EXISTS " + rwDatabase + " WITH (FORCE)",
-		"CREATE DATABASE " + rwDatabase + " OWNER " + rwUser,
-	} {
-		if _, err := admin.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
-	owner, err := pgx.Connect(ctx, cluster.DSN(rwUser, rwDatabase, "sslmode", "disable"))
+	owner, err := createFixtureDatabase(ctx, rwDatabase, rwUser, rwFixtureSQL)
 	if err != nil {
 		return err
 	}
 	defer owner.Close(context.Background())
-	for _, sql := range rwFixtureSQL {
-		if _, err := owner.Exec(ctx, sql); err != nil {
-			return fmt.Errorf("%s: %w", sql, err)
-		}
-	}
 	// Both relations the statements work on must be large for the guard:
 	// on disk and by the relpages the catalog facts read.
 	for _, rel := range []string{"wide", "wide_mv"} {
-		var total, pages int64
-		err := owner.QueryRow(ctx, `SELECT pg_total_relation_size($1::regclass),
-			  (SELECT sum(relpages)::bigint * current_setting('block_size')::bigint FROM pg_class
-			    WHERE oid = $1::regclass OR oid IN (SELECT indexrelid FROM pg_index WHERE indrelid = $1::regclass))`,
-			rel).Scan(&total, &pages)
-		if err != nil {
+		if err := checkLarge(ctx, owner, rel); err != nil {
 			return err
-		}
-		if total <= guard.DefaultSmallTableBytes || pages <= guard.DefaultSmallTableBytes {
-			return fmt.Errorf("%s is %d bytes (relpages: %d), want more than %d", rel, total, pages, guard.DefaultSmallTableBytes)
 		}
 	}
 	return nil
@@ -355,22 +318,10 @@ func rwRun(ctx context.Context, conn *pgx.Conn, protocol, sql string) (pgconn.Co
 }
 
 // rwConnect opens a connection through p as rwUser, collecting notices.
-func rwConnect(t *testing.T, p *testProxy) (*pgx.Conn, *enfNotices) {
+func rwConnect(t *testing.T, p *testProxy) (*pgx.Conn, *noticeLog) {
 	t.Helper()
-	cfg, err := pgx.ParseConfig(p.DSN(rwUser, rwDatabase, "sslmode", "disable", "application_name", "rewrite-test"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := &enfNotices{}
-	cfg.OnNotice = n.add
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("connect through ddlguard: %v", err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn, n
+	return connectNotices(t, "through ddlguard",
+		p.DSN(rwUser, rwDatabase, "sslmode", "disable", "application_name", "rewrite-test"))
 }
 
 // rwWantNotice checks that notices are exactly one executed-rewrite notice
