@@ -32,11 +32,17 @@ func (s *Server) forwardCancel(ctx context.Context, pkt []byte, from string) err
 	owner, known := s.keys[string(pkt[8:])]
 	if known {
 		addr = owner.upstreamAddr
-		// ddlguard may be waiting on the client's behalf (blocker check,
-		// retry backoff) while the backend is idle: tell it too.
 		owner.userCancel.Store(true)
 	}
 	s.mu.Unlock()
+	if known && owner.waitingForClient.Load() {
+		// ddlguard is waiting on the client's behalf (blocker check, retry
+		// backoff): the backend runs nothing of the client's, so the
+		// cancel is ddlguard's to honour. Forwarded, it could hit the
+		// client's next statement instead.
+		s.log.Debug("cancel request honoured by ddlguard", "client", from, "conn_id", owner.id)
+		return nil
+	}
 	err := s.sendCancel(ctx, addr, pkt)
 	s.log.Debug("cancel request", "client", from, "backend_pid", binary.BigEndian.Uint32(pkt[8:12]),
 		"known_key", known, "err", err)

@@ -454,7 +454,10 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 	inTx := c.sess.TxStatus() == TxInBlock
 	retry := !inTx && retryable
 	deadline := time.Now().Add(cfg.RetryBudget)
+	c.waitingForClient.Store(true)
+	defer c.waitingForClient.Store(false)
 	for attempt := 0; ; attempt++ {
+		c.waitingForClient.Store(true)
 		pf, err := c.waitForBlockers(p, deadline)
 		if c.userCancel.Swap(false) {
 			return runOutcome{cancelled: true}
@@ -472,6 +475,7 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 				c.srv.log.Warn("could not set lock_timeout", "conn_id", c.id, "err", err)
 			}
 		}
+		c.waitingForClient.Store(false) // the statement runs now: cancels go to the server
 		answer, err := c.internalSend(frames, 24*time.Hour)
 		if err != nil {
 			return runOutcome{}
@@ -481,6 +485,7 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 		}
 		if retry && lockNotAvailable(answer) && time.Now().Before(deadline) {
 			c.srv.log.Info("lock timeout; retrying", "conn_id", c.id, "attempt", attempt+1)
+			c.waitingForClient.Store(true)
 			c.pause(min(backoff(cfg, attempt), time.Until(deadline)))
 			if c.userCancel.Load() {
 				return runOutcome{answer: answer, attempts: attempt + 1}
@@ -614,7 +619,9 @@ func (c *clientConn) protectBatch(p *timeoutPlan) bool {
 		return true
 	}
 	inTx := c.sess.TxStatus() == TxInBlock
+	c.waitingForClient.Store(true)
 	pf, err := c.waitForBlockers(p, time.Now().Add(c.srv.cfg.Exec.RetryBudget))
+	c.waitingForClient.Store(false)
 	if err != nil {
 		pf = &preflight{lockTimeout: "0"}
 	}

@@ -214,9 +214,12 @@ type clientConn struct {
 	inspectAll atomic.Bool
 	noticeMu   sync.Mutex
 	notices    []byte
-	cwMu       sync.Mutex             // held by whoever writes frames to cw during the relay
-	userCancel atomic.Bool            // the client sent a CancelRequest for this session
-	tagRewrite atomic.Pointer[string] // the next "DO" CommandComplete is reported with this tag
+	cwMu       sync.Mutex  // held by whoever writes frames to cw during the relay
+	userCancel atomic.Bool // the client sent a CancelRequest for this session
+	// waitingForClient: ddlguard waits on the client's behalf (no statement
+	// of the client's is running on the server).
+	waitingForClient atomic.Bool
+	tagRewrite       atomic.Pointer[string] // the next "DO" CommandComplete is reported with this tag
 	// stripNextContext: the next ErrorResponse is a re-raised step error
 	// whose PL/pgSQL context is ddlguard's.
 	stripNextContext atomic.Bool
