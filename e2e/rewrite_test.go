@@ -711,7 +711,7 @@ func TestRewritePsqlShowsNotice(t *testing.T) {
 
 // Node.js migrations through ddlguard: node-pg-migrate (with node-postgres)
 // as installed by scripts/install-node-tools.sh, which pins the versions
-// (node-pg-migrate 8.0.4, pg 8.16.3).
+// (node-pg-migrate 7.9.1, pg 8.16.3).
 
 // rwNodeInstall runs scripts/install-node-tools.sh once per test binary.
 var rwNodeInstall struct {

@@ -8,7 +8,7 @@
 # The last line on stdout is the node-pg-migrate command (a file to run with
 # node); progress goes to stderr. Pinned versions (bump both here only):
 #
-#   node-pg-migrate 8.0.4   (needs node >= 20.11)
+#   node-pg-migrate 7.9.1   (needs node >= 18.19: Debian 12's nodejs works)
 #   pg              8.16.3  (node-postgres, its driver; a peer dependency)
 #
 # Where it goes: $DDLGUARD_NODE_CACHE when set, else <repo>/.cache/node
@@ -16,7 +16,7 @@
 # asked only when the installed versions are not the pinned ones.
 set -euo pipefail
 
-NODE_PG_MIGRATE_VERSION=8.0.4
+NODE_PG_MIGRATE_VERSION=7.9.1
 PG_VERSION=8.16.3
 
 log() { printf 'install-node-tools: %s\n' "$*" >&2; }
