@@ -519,25 +519,13 @@ func dollarQuote(body string) string {
 // qualified by NEW (for a row trigger).
 func newRowExpr(n *pg_query.Node) *pg_query.Node {
 	c := proto.Clone(n).(*pg_query.Node)
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
-		if cr, ok := m.Interface().(*pg_query.ColumnRef); ok {
+	walkTree(c.ProtoReflect(), func(m protoreflect.Message) bool {
+		cr, ok := m.Interface().(*pg_query.ColumnRef)
+		if ok {
 			cr.Fields = append([]*pg_query.Node{pg_query.MakeStrNode("new")}, cr.Fields...)
-			return
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.IsList() && fd.Message() != nil:
-				for i := 0; i < v.List().Len(); i++ {
-					walk(v.List().Get(i).Message())
-				}
-			case fd.Message() != nil && !fd.IsMap():
-				walk(v.Message())
-			}
-			return true
-		})
-	}
-	walk(c.ProtoReflect())
+		return !ok
+	})
 	return c
 }
 

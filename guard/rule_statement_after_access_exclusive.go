@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
 
@@ -164,26 +163,13 @@ func afterAEQuickInsert(n *pg_query.Node) bool {
 // tree (FROM items, targets, subqueries), as written.
 func afterAERelations(n *pg_query.Node) []string {
 	var out []string
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
-		if rv, ok := m.Interface().(*pg_query.RangeVar); ok {
+	walkTree(n.ProtoReflect(), func(m protoreflect.Message) bool {
+		rv, ok := m.Interface().(*pg_query.RangeVar)
+		if ok {
 			out = appendUnique(out, rangeVarName(rv))
-			return
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.Kind() != protoreflect.MessageKind || fd.IsMap():
-			case fd.IsList():
-				for i, l := 0, v.List(); i < l.Len(); i++ {
-					walk(l.Get(i).Message())
-				}
-			default:
-				walk(v.Message())
-			}
-			return true
-		})
-	}
-	walk(proto.Message(n).ProtoReflect())
+		return !ok
+	})
 	return out
 }
 
@@ -276,31 +262,16 @@ func afterAEExprSQL(n *pg_query.Node) string {
 // volatile (nonVolatileFuncs; column references are fine).
 func afterAERepeatable(n *pg_query.Node) bool {
 	ok := true
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
+	walkTree(n.ProtoReflect(), func(m protoreflect.Message) bool {
 		switch v := m.Interface().(type) {
 		case *pg_query.SubLink:
 			ok = false
-			return
 		case *pg_query.FuncCall:
 			if len(v.Funcname) == 0 || !nonVolatileFuncs[v.Funcname[len(v.Funcname)-1].GetString_().GetSval()] {
 				ok = false
-				return
 			}
 		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.Kind() != protoreflect.MessageKind || fd.IsMap():
-			case fd.IsList():
-				for i, l := 0, v.List(); i < l.Len(); i++ {
-					walk(l.Get(i).Message())
-				}
-			default:
-				walk(v.Message())
-			}
-			return ok
-		})
-	}
-	walk(proto.Message(n).ProtoReflect())
+		return ok
+	})
 	return ok
 }

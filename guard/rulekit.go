@@ -248,31 +248,40 @@ func stringList(ns []*pg_query.Node) []string {
 // function arguments, ...).
 func exprColumns(n *pg_query.Node) []string {
 	var out []string
-	var walk func(m protoreflect.Message)
-	walk = func(m protoreflect.Message) {
-		if c, ok := m.Interface().(*pg_query.ColumnRef); ok {
-			if f := stringList(c.Fields); len(f) > 0 && len(f) == len(c.Fields) {
-				out = appendUnique(out, f[len(f)-1])
-			}
-			return
-		}
-		m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
-			switch {
-			case fd.Message() == nil || fd.IsMap():
-			case fd.IsList():
-				for i, l := 0, v.List(); i < l.Len(); i++ {
-					walk(l.Get(i).Message())
-				}
-			default:
-				walk(v.Message())
-			}
+	if n == nil {
+		return nil
+	}
+	walkTree(n.ProtoReflect(), func(m protoreflect.Message) bool {
+		c, ok := m.Interface().(*pg_query.ColumnRef)
+		if !ok {
 			return true
-		})
-	}
-	if n != nil {
-		walk(n.ProtoReflect())
-	}
+		}
+		if f := stringList(c.Fields); len(f) > 0 && len(f) == len(c.Fields) {
+			out = appendUnique(out, f[len(f)-1])
+		}
+		return false
+	})
 	return out
+}
+
+// walkTree visits every message of a parse tree depth first, m included;
+// visit returns whether to descend into the message's children.
+func walkTree(m protoreflect.Message, visit func(protoreflect.Message) bool) {
+	if !visit(m) {
+		return
+	}
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch {
+		case fd.Message() == nil || fd.IsMap():
+		case fd.IsList():
+			for i, l := 0, v.List(); i < l.Len(); i++ {
+				walkTree(l.Get(i).Message(), visit)
+			}
+		default:
+			walkTree(v.Message(), visit)
+		}
+		return true
+	})
 }
 
 // constraintName is the name PostgreSQL would give an unnamed constraint
