@@ -21,12 +21,8 @@ func (addColumnInlineConstraintRule) DefaultMode() Mode { return Enforce }
 func (addColumnInlineConstraintRule) Relaxable() bool   { return true }
 
 func (addColumnInlineConstraintRule) Check(s *Statement) *Finding {
-	a, cmds := s.alterTableCmds()
-	if a == nil {
-		return nil
-	}
-	rel := rangeVarName(a.Relation)
-	if !s.existing(rel) || !s.lockOn(rel).Work.Slow() {
+	a, cmds, rel := s.alterOfExisting()
+	if a == nil || !s.lockOn(rel).Work.Slow() {
 		return nil
 	}
 	var whys []string

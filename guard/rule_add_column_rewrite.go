@@ -22,12 +22,8 @@ func (addColumnRewriteRule) DefaultMode() Mode { return Enforce }
 func (addColumnRewriteRule) Relaxable() bool   { return true }
 
 func (addColumnRewriteRule) Check(s *Statement) *Finding {
-	a, cmds := s.alterTableCmds()
-	if a == nil {
-		return nil
-	}
-	rel := rangeVarName(a.Relation)
-	if !s.existing(rel) || s.lockOn(rel).Work != WorkRewrite {
+	a, cmds, rel := s.alterOfExisting()
+	if a == nil || s.lockOn(rel).Work != WorkRewrite {
 		return nil
 	}
 	var whys []string

@@ -22,12 +22,8 @@ func (alterColumnTypeRule) DefaultMode() Mode { return Enforce }
 func (alterColumnTypeRule) Relaxable() bool   { return true }
 
 func (alterColumnTypeRule) Check(s *Statement) *Finding {
-	a, cmds := s.alterTableCmds()
-	if a == nil {
-		return nil
-	}
-	rel := rangeVarName(a.Relation)
-	if !s.existing(rel) || s.lockOn(rel).Work != WorkRewrite {
+	a, cmds, rel := s.alterOfExisting()
+	if a == nil || s.lockOn(rel).Work != WorkRewrite {
 		return nil
 	}
 	var whys, notes []string

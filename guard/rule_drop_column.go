@@ -20,12 +20,8 @@ func (dropColumnRule) DefaultMode() Mode { return Enforce }
 func (dropColumnRule) Relaxable() bool   { return false }
 
 func (dropColumnRule) Check(s *Statement) *Finding {
-	a, cmds := s.alterTableCmds()
+	a, cmds, rel := s.alterOfExisting()
 	if a == nil {
-		return nil
-	}
-	rel := rangeVarName(a.Relation)
-	if !s.existing(rel) {
 		return nil
 	}
 	var cols []string

@@ -19,12 +19,8 @@ func (rewriteTableRule) DefaultMode() Mode { return Enforce }
 func (rewriteTableRule) Relaxable() bool   { return true }
 
 func (rewriteTableRule) Check(s *Statement) *Finding {
-	a, cmds := s.alterTableCmds()
-	if a == nil {
-		return nil
-	}
-	rel := rangeVarName(a.Relation)
-	if !s.existing(rel) || s.lockOn(rel).Work != WorkRewrite {
+	a, cmds, rel := s.alterOfExisting()
+	if a == nil || s.lockOn(rel).Work != WorkRewrite {
 		return nil
 	}
 	qrel := quoteName(rel)

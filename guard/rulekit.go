@@ -117,6 +117,21 @@ func (s *stmt) alterTableCmds() (*pg_query.AlterTableStmt, []*pg_query.AlterTabl
 	return a, cmds
 }
 
+// alterOfExisting returns an ALTER TABLE's subcommands and relation name
+// when the relation existed before the transaction (a nil statement
+// otherwise: not an ALTER TABLE, or a new or temporary relation).
+func (s *stmt) alterOfExisting() (*pg_query.AlterTableStmt, []*pg_query.AlterTableCmd, string) {
+	a, cmds := s.alterTableCmds()
+	if a == nil {
+		return nil, nil, ""
+	}
+	rel := rangeVarName(a.Relation)
+	if !s.existing(rel) {
+		return nil, nil, ""
+	}
+	return a, cmds, rel
+}
+
 // alterTableSQL renders "ALTER TABLE rel <subcommand>" for one subcommand.
 func alterTableSQL(a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd) string {
 	one := &pg_query.AlterTableStmt{Relation: a.Relation, Objtype: a.Objtype, MissingOk: a.MissingOk,
