@@ -54,7 +54,7 @@ func ddlguardBinary(t *testing.T) string {
 func TestBinaryServe(t *testing.T) {
 	bin := ddlguardBinary(t)
 	listen := freeAddr(t)
-	cmd := exec.Command(bin, "serve", "--listen", listen, "--upstream", cluster.Addr(), "--log-format", "json")
+	cmd := exec.Command(bin, "serve", "--listen", listen, "--admin-listen", "127.0.0.1:0", "--upstream", cluster.Addr(), "--log-format", "json")
 	var logs lockedBuffer
 	cmd.Stderr = &logs
 	if err := cmd.Start(); err != nil {

@@ -26,13 +26,14 @@ type rldBinary struct {
 }
 
 // rldStart runs `ddlguard serve --config config --listen ...
-// --upstream cluster --log-format json` and waits until it listens. It is
-// killed at test end if still running.
-func rldStart(t *testing.T, config string) *rldBinary {
+// --upstream cluster --log-format json [extra...]` and waits until it
+// listens. It is killed at test end if still running.
+func rldStart(t *testing.T, config string, extra ...string) *rldBinary {
 	t.Helper()
 	b := &rldBinary{config: config, listen: freeAddr(t), logs: &lockedBuffer{}, exited: make(chan struct{})}
-	b.cmd = exec.Command(ddlguardBinary(t), "serve", "--config", config, "--listen", b.listen,
-		"--upstream", cluster.Addr(), "--log-format", "json")
+	args := append([]string{"serve", "--config", config, "--listen", b.listen, "--admin-listen", "127.0.0.1:0",
+		"--upstream", cluster.Addr(), "--log-format", "json"}, extra...)
+	b.cmd = exec.Command(ddlguardBinary(t), args...)
 	b.cmd.Stderr = b.logs
 	if err := b.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -79,6 +79,7 @@ func (c *clientConn) relayAuth() error {
 			}
 			c.sess.txStatus.Store(uint32(body[0]))
 			c.sess.bytesToClient.Add(int64(len(frame)))
+			c.srv.obs.Relayed(false, len(frame))
 			c.cw.Write(frame)
 			return c.flushClient()
 		case typ == 'v', typ == 'N':
@@ -88,6 +89,7 @@ func (c *clientConn) relayAuth() error {
 			return fmt.Errorf("upstream sent %q during startup", typ)
 		}
 		c.sess.bytesToClient.Add(int64(len(frame)))
+		c.srv.obs.Relayed(false, len(frame))
 		c.cw.Write(frame)
 		if !expectAnswer {
 			if c.ur.Buffered() == 0 {
@@ -125,6 +127,7 @@ func (c *clientConn) relayAuth() error {
 			return errors.New("client offered SCRAM channel binding that cannot pass through TLS termination")
 		}
 		c.sess.bytesFromClient.Add(int64(5 + len(cbody)))
+		c.srv.obs.Relayed(true, 5+len(cbody))
 		c.uw.Write(cbuf[:5+len(cbody)])
 		if err := c.uw.Flush(); err != nil {
 			return c.upstreamLost(err)

@@ -89,6 +89,9 @@ type Config struct {
 	// Exec tunes lock-aware execution (blocker check, retries).
 	Exec ExecConfig
 
+	// Observer hears what the proxy does (metrics); nil: nobody.
+	Observer Observer
+
 	// MonitorFacts, when set, answers catalog facts from side connections;
 	// otherwise they are asked on the client's own connection.
 	MonitorFacts *MonitorFacts
@@ -113,6 +116,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
 	}
 	c.Exec = c.Exec.withDefaults()
 	return c

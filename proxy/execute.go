@@ -99,6 +99,17 @@ type timeoutPlan struct {
 	lockTimeout     time.Duration
 	targets         []guard.Lock // existing relations locked SHARE or stronger
 	accessExclusive bool
+	kind            string // the (first) guarded statement's kind, for metrics
+}
+
+// slowWork: a statement of the plan scans, rewrites or builds under its lock.
+func (p *timeoutPlan) slowWork() bool {
+	for _, l := range p.targets {
+		if l.Work.Slow() {
+			return true
+		}
+	}
+	return false
 }
 
 // planFor builds the plan for a result's timeout statements.
@@ -110,6 +121,9 @@ func (c *clientConn) planFor(res guard.Result) *timeoutPlan {
 		}
 		if p.lockTimeout == 0 || d.LockTimeout < p.lockTimeout {
 			p.lockTimeout = d.LockTimeout
+		}
+		if p.kind == "" {
+			p.kind = d.Kind
 		}
 		for _, l := range d.Locks {
 			if l.Mode >= guard.Share && !l.Created && !c.gsess.Temp[l.Relation] {
@@ -425,7 +439,9 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 		return replaceFrame, frames // the server refuses it anyway
 	}
 	c.userCancel.Store(false)
+	start := time.Now()
 	out := c.runWithPlan(frames, p, retryable)
+	c.srv.obs.GuardedDone(p.kind, time.Since(start), out.lockWait)
 	switch {
 	case out.cancelled:
 		return cancelledByUser()
@@ -444,6 +460,7 @@ type runOutcome struct {
 	blocked   *preflight      // the budget ran out with these blockers
 	cancelled bool            // the client cancelled while ddlguard waited
 	attempts  int
+	lockWait  time.Duration // time spent in the server's lock queue (see Observer.GuardedDone)
 }
 
 // runWithPlan runs frames (ending in exactly one ReadyForQuery) under plan
@@ -456,18 +473,25 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 	deadline := time.Now().Add(cfg.RetryBudget)
 	c.waitingForClient.Store(true)
 	defer c.waitingForClient.Store(false)
+	obs := c.srv.obs
+	obs.WaitingChanged(1)
+	defer obs.WaitingChanged(-1)
+	var lockWait time.Duration // attempts that ended in a lock timeout
 	for attempt := 0; ; attempt++ {
 		c.waitingForClient.Store(true)
+		waitStart := time.Now()
 		pf, err := c.waitForBlockers(p, deadline)
+		obs.BlockerWait(time.Since(waitStart))
 		if c.userCancel.Swap(false) {
-			return runOutcome{cancelled: true}
+			return runOutcome{cancelled: true, lockWait: lockWait}
 		}
 		if err != nil {
 			c.srv.log.Warn("preflight failed; sending the statement with the lock timeout only", "conn_id", c.id, "err", err)
 			pf = &preflight{lockTimeout: "0"}
 		}
 		if len(pf.blockers) > 0 {
-			return runOutcome{blocked: pf, attempts: attempt}
+			obs.RetryBudgetExhausted()
+			return runOutcome{blocked: pf, attempts: attempt, lockWait: lockWait}
 		}
 		set, restore := timeoutStatements(pf.lockTimeout, p.lockTimeout, inTx)
 		if set != "" {
@@ -476,34 +500,45 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 			}
 		}
 		c.waitingForClient.Store(false) // the statement runs now: cancels go to the server
+		sent := time.Now()
 		answer, err := c.internalSend(frames, 24*time.Hour)
 		if err != nil {
-			return runOutcome{}
+			return runOutcome{lockWait: lockWait}
 		}
+		ran := time.Since(sent)
 		if restore != "" {
 			c.hidden(restore) // fails only in an aborted transaction, which ROLLBACK restores
 		}
-		if retry && lockNotAvailable(answer) && time.Now().Before(deadline) {
+		timedOut := lockNotAvailable(answer)
+		if timedOut {
+			obs.LockTimeout()
+			lockWait += ran
+		} else if !p.slowWork() {
+			lockWait += ran // nothing to do under the lock: the time went to getting it
+		}
+		if retry && timedOut && time.Now().Before(deadline) {
 			c.srv.log.Info("lock timeout; retrying", "conn_id", c.id, "attempt", attempt+1)
 			c.waitingForClient.Store(true)
 			c.pause(min(backoff(cfg, attempt), time.Until(deadline)))
 			if c.userCancel.Load() {
-				return runOutcome{answer: answer, attempts: attempt + 1}
+				return runOutcome{answer: answer, attempts: attempt + 1, lockWait: lockWait}
 			}
+			obs.LockRetry()
 			continue
 		}
-		if lockNotAvailable(answer) && retry {
+		if timedOut && retry {
+			obs.RetryBudgetExhausted()
 			if pf2, err := c.runPreflight(p); err == nil && len(pf2.blockers) > 0 {
 				pf2.blockers = longHolders(pf2.blockers, hiddenHolders(pf2.blockers))
 				if len(pf2.blockers) > 0 {
-					return runOutcome{blocked: pf2, attempts: attempt + 1}
+					return runOutcome{blocked: pf2, attempts: attempt + 1, lockWait: lockWait}
 				}
 			}
 		}
-		if !lockNotAvailable(answer) && inTx && p.accessExclusive {
+		if !timedOut && inTx && p.accessExclusive {
 			c.boundIdleInTransaction(pf.idleTimeout)
 		}
-		return runOutcome{answer: answer, attempts: attempt + 1}
+		return runOutcome{answer: answer, attempts: attempt + 1, lockWait: lockWait}
 	}
 }
 
@@ -593,6 +628,7 @@ func (c *clientConn) deliver(frames []divertedFrame) {
 	c.cw.Flush()
 	c.cwMu.Unlock()
 	c.sess.bytesToClient.Add(int64(len(out)))
+	c.srv.obs.Relayed(false, len(out))
 }
 
 func queryFrame(sql string) []byte {

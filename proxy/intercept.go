@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"strconv"
 	"strings"
+	"time"
 	"unsafe"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -46,6 +47,7 @@ func (c *clientConn) interceptQuery(body []byte) (frameAction, []byte) {
 	view := unsafe.String(unsafe.SliceData(body), len(body)-1) // body is "sql\x00"
 	c.syncSession()
 	if !guard.NeedsDecision(view, &c.gsess) {
+		c.srv.obs.StatementPassed()
 		return forwardFrame, nil
 	}
 	sql := strings.Clone(view)
@@ -94,6 +96,7 @@ func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
 	}
 	c.syncSession()
 	if !guard.NeedsDecision(view, &c.gsess) {
+		c.srv.obs.StatementPassed()
 		return forwardFrame, nil
 	}
 	sql := strings.Clone(view)
@@ -168,8 +171,10 @@ func (c *clientConn) carryOut(res guard.Result, sql string, canRewrite bool) int
 	}
 	for i := range res.Statements {
 		d := &res.Statements[i]
+		normalized := guard.Normalize(d.Statement)
+		c.srv.obs.Decided(c.decisionEvent(d, normalized, i == rejected))
 		if d.Action != guard.Allow || len(d.Warnings) > 0 {
-			c.audit(d, i == rejected)
+			c.audit(d, normalized, i == rejected)
 		}
 		if rejected >= 0 {
 			continue // nothing of the string runs
@@ -330,8 +335,28 @@ func serverMajor(v string) int {
 	return n
 }
 
+// decisionEvent describes a decision for the Observer.
+func (c *clientConn) decisionEvent(d *guard.Decision, normalized string, rejecting bool) DecisionEvent {
+	ev := DecisionEvent{Time: time.Now(), ConnID: c.id, BackendPID: c.sess.backendPID, User: c.sess.User,
+		Database: c.sess.Database, Application: c.sess.ApplicationName, Client: c.sess.ClientAddr,
+		Action: d.Action.String(), Kind: d.Kind, Statement: normalized}
+	if rejecting && d.Action == guard.Rewrite {
+		ev.Action = guard.Reject.String()
+	}
+	if f := d.Deciding; f != nil {
+		ev.Rule = f.Rule
+	}
+	for _, w := range d.Warnings {
+		ev.Warnings = append(ev.Warnings, w.Rule)
+	}
+	for _, l := range d.Locks {
+		ev.Relations = append(ev.Relations, l.Relation+" "+l.Mode.String())
+	}
+	return ev
+}
+
 // audit logs one decision other than a plain allow.
-func (c *clientConn) audit(d *guard.Decision, rejecting bool) {
+func (c *clientConn) audit(d *guard.Decision, normalized string, rejecting bool) {
 	attrs := []any{
 		"conn_id", c.id,
 		"user", c.sess.User,
@@ -340,7 +365,7 @@ func (c *clientConn) audit(d *guard.Decision, rejecting bool) {
 		"client", c.sess.ClientAddr,
 		"action", d.Action.String(),
 		"kind", d.Kind,
-		"statement", guard.Normalize(d.Statement),
+		"statement", normalized,
 	}
 	if rejecting && d.Action == guard.Rewrite {
 		attrs = append(attrs, "executed_as", "reject")

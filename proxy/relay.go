@@ -96,6 +96,10 @@ type pump struct {
 	inspectAll *atomic.Bool
 	hook       func(typ byte, body []byte) (frameAction, []byte)
 	counter    *atomic.Int64
+	// obs hears of the bytes relayed, once per flush; toUpstream says
+	// which direction this pump is.
+	obs        Observer
+	toUpstream bool
 	// wmu, when set, is held while writing each frame (and flushing), so
 	// that another goroutine can write whole frames to the same writer.
 	wmu *sync.Mutex
@@ -123,8 +127,18 @@ func (p *pump) unlock() {
 func (p *pump) run() (last byte, midFrame bool, err error) {
 	r, w := p.r, p.w
 	var scratch []byte
+	unreported := 0 // bytes relayed since the last report to obs
+	defer func() {
+		if unreported > 0 {
+			p.obs.Relayed(p.toUpstream, unreported)
+		}
+	}()
 	for {
 		if r.Buffered() == 0 {
+			if unreported > 0 {
+				p.obs.Relayed(p.toUpstream, unreported)
+				unreported = 0
+			}
 			p.lock()
 			err := w.Flush()
 			p.unlock()
@@ -146,6 +160,7 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 				return last, true, err
 			}
 			p.counter.Add(int64(size))
+			unreported += size
 			last = typ
 			continue
 		}
@@ -179,6 +194,7 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 				return last, true, &writeError{err}
 			}
 			p.counter.Add(int64(len(out)))
+			unreported += len(out)
 		}
 		if peeked {
 			r.Discard(size)
@@ -364,7 +380,7 @@ func asyncMessage(typ byte) bool { return typ == 'A' || typ == 'N' || typ == 'S'
 func (c *clientConn) pumpFromClient() {
 	p := pump{r: c.cr, w: c.uw, limit: c.srv.cfg.MaxMessageSize, side: "client",
 		inspect: &clientInspect, inspectAll: &c.clientInspectAll, hook: c.fromClient,
-		counter: &c.sess.bytesFromClient, after: c.afterClientFrame}
+		counter: &c.sess.bytesFromClient, obs: c.srv.obs, toUpstream: true, after: c.afterClientFrame}
 	_, _, err := p.run()
 	var fe *frameError
 	var re *readError
@@ -416,7 +432,7 @@ func (c *clientConn) cancelIfBusy() {
 func (c *clientConn) pumpFromUpstream() {
 	p := pump{r: c.ur, w: c.cw, limit: c.srv.cfg.MaxMessageSize, side: "upstream",
 		inspect: &upstreamInspect, inspectAll: &c.inspectAll, hook: c.fromUpstream, counter: &c.sess.bytesToClient,
-		wmu: &c.cwMu}
+		obs: c.srv.obs, wmu: &c.cwMu}
 	last, mid, err := p.run()
 	var fe *frameError
 	var we *writeError

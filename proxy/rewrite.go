@@ -32,6 +32,7 @@ type rewriteOutcome struct {
 	ran, undone, kept []string
 	errBody           []byte // the failing step's ErrorResponse body, if any
 	status            byte   // transaction status at the end
+	lockWait          time.Duration
 }
 
 // executeRewrite runs d's safe sequence. The caller has waited for a sync
@@ -243,8 +244,17 @@ func (c *clientConn) rewriteQuery(g *guard.Guard, d *guard.Decision) (frameActio
 	if !c.waitIdle(factsIdleWait) || c.sess.TxStatus() == TxFailed {
 		return replaceFrame, queryFrame(rejectStatement(*d))
 	}
-	c.deliverRewrite(d, c.executeRewrite(g, d))
+	c.deliverRewrite(d, c.observedRewrite(g, d))
 	return dropFrame, nil
+}
+
+// observedRewrite is executeRewrite, reported to the Observer.
+func (c *clientConn) observedRewrite(g *guard.Guard, d *guard.Decision) rewriteOutcome {
+	start := time.Now()
+	o := c.executeRewrite(g, d)
+	c.srv.obs.Rewritten(d.Deciding.Rule, o.errBody == nil)
+	c.srv.obs.GuardedDone(d.Kind, time.Since(start), o.lockWait)
+	return o
 }
 
 // rewriteBatch runs the sequence of a held extended-protocol batch, then
@@ -253,7 +263,7 @@ func (c *clientConn) rewriteBatch(b *heldBatch) (frameAction, []byte) {
 	if !c.waitIdle(factsIdleWait) || c.sess.TxStatus() == TxFailed {
 		return replaceFrame, append(queryParse(rejectStatement(*b.rewrite), b.params), b.frames...)
 	}
-	o := c.executeRewrite(b.g, b.rewrite)
+	o := c.observedRewrite(b.g, b.rewrite)
 	c.queueNotice(rewriteNotice(b.rewrite, o))
 	return replaceFrame, append(c.rewriteParse(b.params, b.rewrite, o), b.frames...)
 }

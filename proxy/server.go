@@ -2,11 +2,13 @@ package proxy
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +22,7 @@ import (
 type Server struct {
 	cfg         Config
 	log         *slog.Logger
+	obs         Observer
 	upstreamTLS upstreamTLS
 
 	mu        sync.Mutex
@@ -47,6 +50,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:         cfg,
 		log:         cfg.Logger,
+		obs:         cfg.Observer,
 		upstreamTLS: ut,
 		listeners:   make(map[net.Listener]struct{}),
 		conns:       make(map[*clientConn]struct{}),
@@ -167,6 +171,7 @@ func (s *Server) newClientConn(conn net.Conn) *clientConn {
 	c.sess.Started = time.Now()
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
+	s.obs.ClientAccepted()
 	return c
 }
 
@@ -177,6 +182,7 @@ func (s *Server) forget(c *clientConn) {
 		delete(s.keys, c.keyID)
 	}
 	s.mu.Unlock()
+	s.obs.ClientClosed()
 	s.wg.Done()
 }
 
@@ -199,7 +205,9 @@ type clientConn struct {
 
 	sess  Session
 	keyID string
-	id    uint64 // connection id, for logs
+	// rejectReason classifies a startup ddlguard refused (for metrics).
+	rejectReason string
+	id           uint64 // connection id, for logs
 
 	end relayEnd
 
@@ -245,6 +253,10 @@ func (c *clientConn) serve() {
 	startup, err := c.readStartup(ctx)
 	if err != nil {
 		c.logStartupFailure(err)
+		var gone *clientGoneError
+		if !errors.As(err, &gone) || errors.Is(err, os.ErrDeadlineExceeded) {
+			c.srv.obs.ClientRejected(cmp.Or(c.rejectReason, RejectStartup))
+		}
 		return
 	}
 	if startup == nil { // a cancel request, already handled

@@ -85,6 +85,7 @@ func (c *clientConn) readStartup(ctx context.Context) ([]byte, error) {
 				return nil, err
 			}
 			if c.srv.cfg.RequireClientTLS && !tlsDone {
+				c.rejectReason = RejectTLSRequired
 				c.sendFatal(codeInvalidAuthSpec, "ddlguard requires TLS on this listener (connect with sslmode=require or stronger)")
 				return nil, errors.New("plaintext client refused: client_tls.require is set")
 			}
@@ -131,6 +132,7 @@ func (c *clientConn) parseStartup(pkt []byte) error {
 		c.sess.Database = c.sess.User
 	}
 	if isReplication(replication) && !c.srv.cfg.AllowReplication {
+		c.rejectReason = RejectReplication
 		c.sendFatal(codeFeatureNotSupported,
 			"ddlguard does not relay replication connections (replication="+replication+"); connect to the server directly or set allow_replication: true")
 		return fmt.Errorf("replication connection refused (replication=%s)", replication)

@@ -122,6 +122,7 @@ func (c *clientConn) connectUpstream(ctx context.Context, startup []byte) error 
 	addr := c.srv.cfg.Upstream
 	conn, raw, err := c.srv.dialUpstream(ctx, addr, c.setUpstream)
 	if err != nil {
+		c.srv.obs.UpstreamConnectFailed()
 		c.sendFatal(codeConnectionFailure, fmt.Sprintf("ddlguard could not connect to the upstream server %s: %v", addr, err))
 		return fmt.Errorf("connect upstream %s: %w", addr, err)
 	}

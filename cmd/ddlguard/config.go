@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ddlguard/ddlguard/guard"
+	"github.com/ddlguard/ddlguard/metrics"
 	"github.com/ddlguard/ddlguard/proxy"
 )
 
@@ -36,6 +37,19 @@ type Config struct {
 	Guard            GuardConfig   `yaml:"guard"`
 	Monitor          MonitorConfig `yaml:"monitor"`
 	Execution        Execution     `yaml:"execution"`
+	Admin            AdminConfig   `yaml:"admin"`
+}
+
+// AdminConfig is the HTTP admin listener (/metrics, /healthz, /readyz,
+// /locks).
+type AdminConfig struct {
+	// Listen is host:port, or "off" (--admin-listen).
+	Listen   string `yaml:"listen"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// Token is the bearer token /locks requires off loopback
+	// (DDLGUARD_ADMIN_TOKEN).
+	Token string `yaml:"token"`
 }
 
 // Execution tunes how guarded statements run (lock-aware execution).
@@ -52,13 +66,19 @@ type Execution struct {
 	IdleInTransactionTimeout time.Duration `yaml:"idle_in_transaction_timeout"`
 }
 
-// MonitorConfig is ddlguard's own connection to the server (catalog facts
-// now, the lock monitor later). Without a DSN, facts are asked on each
-// client's own connection.
+// MonitorConfig is ddlguard's own connection to the server: catalog facts
+// and the blocker check (on each client's database), and the lock monitor
+// (on the DSN's database). Without a DSN, facts are asked on each client's
+// own connection and there are no lock-wait metrics.
 type MonitorConfig struct {
-	// DSN is a libpq URL or key=value string (DDLGUARD_MONITOR_DSN); its
-	// database is replaced by each client's database.
+	// DSN is a libpq URL or key=value string (DDLGUARD_MONITOR_DSN) for a
+	// role with pg_monitor.
 	DSN string `yaml:"dsn"`
+	// Interval between lock monitor polls; Timeout bounds one poll.
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
+	// TopN bounds the per-relation and per-blocker series.
+	TopN int `yaml:"top_n"`
 }
 
 // GuardConfig is the guard's section: how statements are decided.
@@ -119,6 +139,9 @@ func defaultConfig() Config {
 		MaxMessageSize: proxy.DefaultMaxMessageSize,
 		UpstreamTLS:    UpstreamTLS{Mode: string(proxy.UpstreamTLSPrefer)},
 		Log:            LogConfig{Format: "text", Level: "info"},
+		Admin:          AdminConfig{Listen: metrics.DefaultAdminListen},
+		Monitor: MonitorConfig{Interval: metrics.DefaultMonitorInterval, Timeout: metrics.DefaultMonitorTimeout,
+			TopN: metrics.DefaultMonitorTopN},
 		Guard: GuardConfig{
 			LockTimeout:     guard.DefaultLockTimeout,
 			SmallTableBytes: guard.DefaultSmallTableBytes,
@@ -369,6 +392,12 @@ func setLeaf(v reflect.Value, s string) error {
 		v.SetBool(b)
 	case string:
 		v.SetString(s)
+	case int:
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil {
+			return fmt.Errorf("%q is not a whole number", s)
+		}
+		v.SetInt(int64(n))
 	default:
 		return fmt.Errorf("unsupported setting type %s", v.Type())
 	}
@@ -520,6 +549,42 @@ func (cfg Config) proxyConfig(logger *slog.Logger) (proxy.Config, error) {
 		return pc, &configError{err.Error()}
 	}
 	return pc, nil
+}
+
+// adminConfig resolves the admin section; errors name the field.
+func (cfg Config) adminConfig() (metrics.AdminConfig, error) {
+	a := cfg.Admin
+	ac := metrics.AdminConfig{Listen: a.Listen, Token: a.Token}
+	if (a.CertFile == "") != (a.KeyFile == "") {
+		return ac, configErrorf("admin: cert_file and key_file must be set together")
+	}
+	if a.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
+		if err != nil {
+			return ac, configErrorf("admin.cert_file/key_file: %v", err)
+		}
+		ac.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+	if err := ac.Validate(); err != nil {
+		return ac, &configError{err.Error()}
+	}
+	return ac, nil
+}
+
+// monitorConfig resolves the lock monitor's settings.
+func (cfg Config) monitorConfig(logger *slog.Logger) (metrics.MonitorConfig, error) {
+	m := cfg.Monitor
+	mc := metrics.MonitorConfig{DSN: m.DSN, Interval: m.Interval, Timeout: m.Timeout, TopN: m.TopN, Logger: logger}
+	switch {
+	case m.Interval <= 0:
+		return mc, configErrorf("monitor.interval: must be greater than zero")
+	case m.Timeout <= 0:
+		return mc, configErrorf("monitor.timeout: must be greater than zero")
+	}
+	if err := mc.Validate(); err != nil {
+		return mc, &configError{err.Error()}
+	}
+	return mc, nil
 }
 
 // newLogger builds the slog logger the config asks for.

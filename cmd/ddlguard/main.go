@@ -70,7 +70,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // serveFlags are the flags of serve and check-config. --listen, --upstream
 // and --config are a public contract.
 type serveFlags struct {
-	config, listen, upstream, logFormat, logLevel string
+	config, listen, upstream, adminListen, logFormat, logLevel string
 }
 
 var errUsage = errors.New("usage")
@@ -82,6 +82,7 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveFlags, 
 	fs.StringVar(&f.config, "config", "", "YAML configuration file (optional)")
 	fs.StringVar(&f.listen, "listen", "", "client-facing address HOST:PORT (default 127.0.0.1:6432)")
 	fs.StringVar(&f.upstream, "upstream", "", "PostgreSQL server address HOST:PORT")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "admin HTTP address HOST:PORT for /metrics, /healthz, /readyz, /locks, or off (default 127.0.0.1:6433)")
 	fs.StringVar(&f.logFormat, "log-format", "", "log format: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "", "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +106,9 @@ func (f serveFlags) resolve() (Config, error) {
 	}
 	if f.upstream != "" {
 		cfg.Upstream = f.upstream
+	}
+	if f.adminListen != "" {
+		cfg.Admin.Listen = f.adminListen
 	}
 	if f.logFormat != "" {
 		cfg.Log.Format = f.logFormat
@@ -144,11 +148,19 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
 		return exitConfig
 	}
+	obs, err := startObservability(cfg, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "ddlguard: config:", err)
+		return exitConfig
+	}
+	defer obs.close()
+	pc.Observer = obs.proxy
 	srv, err := proxy.New(pc)
 	if err != nil {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
 		return exitConfig
 	}
+	obs.configLoaded(true)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	sig := make(chan os.Signal, 1)
@@ -160,7 +172,7 @@ func serve(args []string, stderr io.Writer) int {
 			return exitFailed
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				reloadGuard(f, srv, logger)
+				obs.configLoaded(reloadGuard(f, srv, logger))
 				continue
 			}
 			logger.Info("shutting down", "signal", s.String())
@@ -174,7 +186,7 @@ func serve(args []string, stderr io.Writer) int {
 // (rules, modes, overrides, lock timeouts) for statements from now on. A
 // configuration that does not load or validate is refused and the running
 // one kept. Listener, upstream and TLS settings need a restart.
-func reloadGuard(f serveFlags, srv *proxy.Server, logger *slog.Logger) {
+func reloadGuard(f serveFlags, srv *proxy.Server, logger *slog.Logger) bool {
 	cfg, err := f.resolve()
 	var g *guard.Guard
 	if err == nil {
@@ -185,10 +197,11 @@ func reloadGuard(f serveFlags, srv *proxy.Server, logger *slog.Logger) {
 	}
 	if err != nil {
 		logger.Error("config reload refused; keeping the running configuration", "err", err.Error())
-		return
+		return false
 	}
 	srv.SetGuard(g)
 	logger.Info("config reloaded", "file", f.config)
+	return true
 }
 
 func checkConfig(args []string, stdout, stderr io.Writer) int {
@@ -205,6 +218,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	if err == nil {
 		_, err = cfg.guardConfig()
+	}
+	if err == nil {
+		_, err = cfg.adminConfig()
+	}
+	if err == nil {
+		_, err = cfg.monitorConfig(slog.New(slog.DiscardHandler))
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
