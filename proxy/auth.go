@@ -172,7 +172,10 @@ func (c *clientConn) channelBindingPassesThrough() bool {
 		return false
 	}
 	peer := tc.ConnectionState().PeerCertificates
-	own := c.srv.cfg.ClientTLS.Certificates
+	if c.clientTLS == nil {
+		return false
+	}
+	own := c.clientTLS.Certificates
 	if len(peer) == 0 || len(own) == 0 || len(own[0].Certificate) == 0 {
 		return false
 	}

@@ -255,6 +255,9 @@ func (c *clientConn) relay() {
 // frame leaves: Query and Parse are decided (intercept.go) and may be
 // replaced; the counters that track what the server owes are kept.
 func (c *clientConn) fromClient(typ byte, body []byte) (frameAction, []byte) {
+	if typ != 'X' && c.drainCheckClient() {
+		return dropFrame, nil
+	}
 	if c.batch != nil {
 		if typ == 'S' || typ == 'E' || typ == 'P' || typ == 'B' || typ == 'F' {
 			c.sess.unsynced.Store(typ != 'S')
@@ -307,6 +310,16 @@ func (c *clientConn) fromClient(typ byte, body []byte) (frameAction, []byte) {
 		return stopAfter, nil
 	}
 	return forwardFrame, nil
+}
+
+// afterUpstreamFrame runs once a frame the upstream hook saw has been
+// written: a draining session is closed after the ReadyForQuery that
+// leaves it idle.
+func (c *clientConn) afterUpstreamFrame(typ byte) error {
+	if typ == 'Z' && c.draining.Load() {
+		c.closeIfIdle()
+	}
+	return nil
 }
 
 // fromUpstream is the upstream pump's hook. While ddlguard has its own
@@ -432,7 +445,7 @@ func (c *clientConn) cancelIfBusy() {
 func (c *clientConn) pumpFromUpstream() {
 	p := pump{r: c.ur, w: c.cw, limit: c.srv.cfg.MaxMessageSize, side: "upstream",
 		inspect: &upstreamInspect, inspectAll: &c.inspectAll, hook: c.fromUpstream, counter: &c.sess.bytesToClient,
-		obs: c.srv.obs, wmu: &c.cwMu}
+		obs: c.srv.obs, wmu: &c.cwMu, after: c.afterUpstreamFrame}
 	last, mid, err := p.run()
 	var fe *frameError
 	var we *writeError

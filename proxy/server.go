@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,10 +21,10 @@ import (
 // backend. It keeps no state shared between connections except the cancel
 // key registry.
 type Server struct {
-	cfg         Config
-	log         *slog.Logger
-	obs         Observer
-	upstreamTLS upstreamTLS
+	cfg Config
+	log *slog.Logger
+	obs Observer
+	tls atomic.Pointer[tlsState] // swapped by SetTLS (SIGHUP)
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -48,18 +49,42 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:         cfg,
-		log:         cfg.Logger,
-		obs:         cfg.Observer,
-		upstreamTLS: ut,
-		listeners:   make(map[net.Listener]struct{}),
-		conns:       make(map[*clientConn]struct{}),
-		keys:        make(map[string]*clientConn),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		obs:       cfg.Observer,
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*clientConn]struct{}),
+		keys:      make(map[string]*clientConn),
 	}
+	s.tls.Store(&tlsState{client: cfg.ClientTLS, upstream: ut})
 	if cfg.Guard != nil {
 		s.guard.Store(cfg.Guard)
 	}
 	return s, nil
+}
+
+// tlsState is the TLS in force: toward clients (nil: SSLRequest is
+// answered 'N') and toward the upstream.
+type tlsState struct {
+	client   *tls.Config
+	upstream upstreamTLS
+}
+
+// SetTLS swaps the TLS settings for connections from now on (config
+// reload, renewed certificates); open connections keep theirs. It refuses
+// settings the server's other options cannot work with.
+func (s *Server) SetTLS(client *tls.Config, mode UpstreamTLSMode, upstream *tls.Config) error {
+	cfg := s.cfg
+	cfg.ClientTLS, cfg.UpstreamTLSMode, cfg.UpstreamTLS = client, mode, upstream
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	ut, err := newUpstreamTLS(cfg)
+	if err != nil {
+		return err
+	}
+	s.tls.Store(&tlsState{client: client, upstream: ut})
+	return nil
 }
 
 // SetGuard swaps the guard used for statements from now on (config
@@ -205,9 +230,14 @@ type clientConn struct {
 
 	sess  Session
 	keyID string
+	// clientTLS is the TLS configuration this client's handshake used.
+	clientTLS *tls.Config
 	// rejectReason classifies a startup ddlguard refused (for metrics).
 	rejectReason string
-	id           uint64 // connection id, for logs
+	// Graceful shutdown (drain.go): relaying is set once startup is done;
+	// draining once the server drains; drainClosed once closed for it.
+	relaying, draining, drainClosed atomic.Bool
+	id                              uint64 // connection id, for logs
 
 	end relayEnd
 
@@ -274,6 +304,8 @@ func (c *clientConn) serve() {
 	c.upstreamRaw.SetDeadline(time.Time{})
 	log.Info("connection opened", c.logAttrs()...)
 
+	c.relaying.Store(true)
+	c.closeIfIdle() // the server began draining during startup
 	c.relay()
 
 	attrs := append(c.logAttrs(),

@@ -39,7 +39,8 @@ func (c *clientConn) readStartup(ctx context.Context) ([]byte, error) {
 				c.sendFatal(codeProtocolViolation, "unexpected SSLRequest")
 				return nil, errors.New("client sent a malformed or repeated SSLRequest")
 			}
-			if c.srv.cfg.ClientTLS == nil {
+			clientTLS := c.srv.tls.Load().client
+			if clientTLS == nil {
 				if _, err := c.client.Write([]byte{'N'}); err != nil {
 					return nil, &clientGoneError{err}
 				}
@@ -55,7 +56,8 @@ func (c *clientConn) readStartup(ctx context.Context) ([]byte, error) {
 			if _, err := c.client.Write([]byte{'S'}); err != nil {
 				return nil, &clientGoneError{err}
 			}
-			tc := tls.Server(c.raw, c.srv.cfg.ClientTLS)
+			tc := tls.Server(c.raw, clientTLS)
+			c.clientTLS = clientTLS
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return nil, fmt.Errorf("client TLS handshake: %w", err)
 			}

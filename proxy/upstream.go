@@ -81,7 +81,8 @@ func (s *Server) dialUpstream(ctx context.Context, addr string, onDial func(net.
 	deadline, _ := ctx.Deadline()
 	raw.SetDeadline(deadline)
 	defer raw.SetDeadline(time.Time{})
-	if s.upstreamTLS.mode == UpstreamTLSDisable {
+	ut := s.tls.Load().upstream
+	if ut.mode == UpstreamTLSDisable {
 		return raw, raw, nil
 	}
 	var req [8]byte
@@ -98,18 +99,18 @@ func (s *Server) dialUpstream(ctx context.Context, addr string, onDial func(net.
 	}
 	switch answer[0] {
 	case 'S':
-		tc := tls.Client(raw, s.upstreamTLS.cfg)
+		tc := tls.Client(raw, ut.cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
-			return nil, nil, fmt.Errorf("TLS handshake (upstream_tls.mode=%s): %w", s.upstreamTLS.mode, err)
+			return nil, nil, fmt.Errorf("TLS handshake (upstream_tls.mode=%s): %w", ut.mode, err)
 		}
 		return tc, raw, nil
 	case 'N':
-		if s.upstreamTLS.mode == UpstreamTLSPrefer {
+		if ut.mode == UpstreamTLSPrefer {
 			return raw, raw, nil
 		}
 		raw.Close()
-		return nil, nil, fmt.Errorf("upstream does not accept TLS, but upstream_tls.mode is %s", s.upstreamTLS.mode)
+		return nil, nil, fmt.Errorf("upstream does not accept TLS, but upstream_tls.mode is %s", ut.mode)
 	default:
 		raw.Close()
 		return nil, nil, fmt.Errorf("upstream answered SSLRequest with %q", answer[0])

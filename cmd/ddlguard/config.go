@@ -25,20 +25,33 @@ import (
 // DDLGUARD_UPSTREAM_TLS_MODE), and some by flags. Precedence: defaults, file,
 // environment, flags.
 type Config struct {
-	Listen           string        `yaml:"listen"`
-	Upstream         string        `yaml:"upstream"`
-	ConnectTimeout   time.Duration `yaml:"connect_timeout"`
-	StartupTimeout   time.Duration `yaml:"startup_timeout"`
-	MaxMessageSize   ByteSize      `yaml:"max_message_size"`
-	AllowReplication bool          `yaml:"allow_replication"`
-	ClientTLS        ClientTLS     `yaml:"client_tls"`
-	UpstreamTLS      UpstreamTLS   `yaml:"upstream_tls"`
-	Log              LogConfig     `yaml:"log"`
-	Guard            GuardConfig   `yaml:"guard"`
-	Monitor          MonitorConfig `yaml:"monitor"`
-	Execution        Execution     `yaml:"execution"`
-	Admin            AdminConfig   `yaml:"admin"`
+	Listen           string         `yaml:"listen"`
+	Upstream         string         `yaml:"upstream"`
+	ConnectTimeout   time.Duration  `yaml:"connect_timeout"`
+	StartupTimeout   time.Duration  `yaml:"startup_timeout"`
+	MaxMessageSize   ByteSize       `yaml:"max_message_size"`
+	AllowReplication bool           `yaml:"allow_replication"`
+	ClientTLS        ClientTLS      `yaml:"client_tls"`
+	UpstreamTLS      UpstreamTLS    `yaml:"upstream_tls"`
+	Log              LogConfig      `yaml:"log"`
+	Guard            GuardConfig    `yaml:"guard"`
+	Monitor          MonitorConfig  `yaml:"monitor"`
+	Execution        Execution      `yaml:"execution"`
+	Admin            AdminConfig    `yaml:"admin"`
+	Shutdown         ShutdownConfig `yaml:"shutdown"`
 }
+
+// ShutdownConfig is the graceful shutdown on SIGTERM or SIGINT.
+type ShutdownConfig struct {
+	// Delay: time between /readyz failing and the listener closing (for
+	// load balancers to stop routing).
+	Delay time.Duration `yaml:"delay"`
+	// DrainTimeout bounds the wait for sessions to finish.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
+}
+
+// DefaultDrainTimeout is shutdown.drain_timeout's default.
+const DefaultDrainTimeout = 30 * time.Second
 
 // AdminConfig is the HTTP admin listener (/metrics, /healthz, /readyz,
 // /locks).
@@ -140,6 +153,7 @@ func defaultConfig() Config {
 		UpstreamTLS:    UpstreamTLS{Mode: string(proxy.UpstreamTLSPrefer)},
 		Log:            LogConfig{Format: "text", Level: "info"},
 		Admin:          AdminConfig{Listen: metrics.DefaultAdminListen},
+		Shutdown:       ShutdownConfig{DrainTimeout: DefaultDrainTimeout},
 		Monitor: MonitorConfig{Interval: metrics.DefaultMonitorInterval, Timeout: metrics.DefaultMonitorTimeout,
 			TopN: metrics.DefaultMonitorTopN},
 		Guard: GuardConfig{
@@ -517,6 +531,12 @@ func (cfg Config) proxyConfig(logger *slog.Logger) (proxy.Config, error) {
 			tc.Certificates = []tls.Certificate{cert}
 		}
 		pc.UpstreamTLS = tc
+	}
+	if cfg.Shutdown.Delay < 0 {
+		return pc, configErrorf("shutdown.delay: must not be negative")
+	}
+	if cfg.Shutdown.DrainTimeout <= 0 {
+		return pc, configErrorf("shutdown.drain_timeout: must be greater than zero")
 	}
 	e := cfg.Execution
 	for _, d := range []struct {

@@ -1,10 +1,12 @@
 // Command ddlguard is the ddlguard binary: `serve` runs the proxy,
-// `check-config` validates a configuration, `demo` runs the proxy in front of
+// `check-config` validates a configuration, `healthcheck` asks a running
+// one's admin listener, `demo` runs the proxy in front of
 // a throwaway PostgreSQL, and `version` prints the version. It wires packages
 // together and holds no protocol or SQL logic of its own.
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/ddlguard/ddlguard/guard"
 	"github.com/ddlguard/ddlguard/proxy"
@@ -31,6 +34,7 @@ commands:
   serve         run the proxy: ddlguard serve --listen HOST:PORT --upstream HOST:PORT [--config FILE]
   check-config  validate a configuration: ddlguard check-config --config FILE
   lint          check migration files: ddlguard lint [--pg-version N] [--format text|json|sarif|github] FILE|DIR|-...
+  healthcheck   ask a running ddlguard's admin listener: ddlguard healthcheck [--url http://127.0.0.1:6433/readyz]
   demo          start a throwaway PostgreSQL with ddlguard in front of it
   version       print the version
 `
@@ -56,6 +60,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return demo(args[1:], stdout, stderr)
 	case "lint":
 		return lint(args[1:], os.Stdin, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintln(stdout, "ddlguard", version)
 		return exitOK
@@ -163,37 +169,73 @@ func serve(args []string, stderr io.Writer) int {
 	obs.configLoaded(true)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	sig := make(chan os.Signal, 1)
+	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	var drained chan struct{} // set once a shutdown began
 	for {
 		select {
 		case err := <-errc:
+			if drained != nil && errors.Is(err, proxy.ErrServerClosed) {
+				continue // the drain closed the listener
+			}
 			logger.Error("serve failed", "err", err)
 			return exitFailed
+		case <-drained:
+			logger.Info("shut down")
+			return exitOK
 		case s := <-sig:
 			if s == syscall.SIGHUP {
-				obs.configLoaded(reloadGuard(f, srv, logger))
+				obs.configLoaded(reload(f, srv, logger))
 				continue
 			}
-			logger.Info("shutting down", "signal", s.String())
-			srv.Close()
-			return exitOK
+			if drained != nil {
+				logger.Warn("second signal: exiting at once", "signal", s.String())
+				srv.Close()
+				return exitOK
+			}
+			drained = make(chan struct{})
+			go shutdown(cfg.Shutdown, srv, obs, logger, s, drained)
 		}
 	}
 }
 
-// reloadGuard re-reads the configuration and swaps in the new guard
-// (rules, modes, overrides, lock timeouts) for statements from now on. A
-// configuration that does not load or validate is refused and the running
-// one kept. Listener, upstream and TLS settings need a restart.
-func reloadGuard(f serveFlags, srv *proxy.Server, logger *slog.Logger) bool {
+// shutdown drains srv: readiness fails at once, the listener closes after
+// shutdown.delay (so load balancers stop routing first), sessions finish
+// their statements and transactions for up to shutdown.drain_timeout, and
+// the rest are closed with FATAL 57P01.
+func shutdown(sc ShutdownConfig, srv *proxy.Server, obs *observability, logger *slog.Logger, s os.Signal, done chan struct{}) {
+	defer close(done)
+	logger.Info("shutting down: not ready; draining", "signal", s.String(), "delay", sc.Delay, "drain_timeout", sc.DrainTimeout)
+	obs.setDraining()
+	time.Sleep(sc.Delay)
+	ctx, cancel := context.WithTimeout(context.Background(), sc.DrainTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("drain timeout reached; remaining sessions were closed", "drain_timeout", sc.DrainTimeout)
+	}
+}
+
+// reload re-reads the configuration and swaps in what can change while
+// connections stay open: the guard (rules, modes, overrides, lock
+// timeouts) and TLS (certificates, CA, upstream mode). Load, validate,
+// swap: a configuration that does not load or validate is refused and
+// the running one kept. Listener, upstream address and admin settings need
+// a restart.
+func reload(f serveFlags, srv *proxy.Server, logger *slog.Logger) bool {
 	cfg, err := f.resolve()
 	var g *guard.Guard
+	var pc proxy.Config
 	if err == nil {
 		var gc guard.Config
 		if gc, err = cfg.guardConfig(); err == nil {
 			g, err = guard.New(gc)
 		}
+	}
+	if err == nil {
+		pc, err = cfg.proxyConfig(logger)
+	}
+	if err == nil {
+		err = srv.SetTLS(pc.ClientTLS, pc.UpstreamTLSMode, pc.UpstreamTLS)
 	}
 	if err != nil {
 		logger.Error("config reload refused; keeping the running configuration", "err", err.Error())
@@ -229,6 +271,9 @@ func checkConfig(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
 		return exitConfig
 	}
-	fmt.Fprintln(stdout, "configuration ok")
+	fmt.Fprintln(stdout, "configuration ok; effective settings:")
+	for _, line := range effectiveSettings(cfg) {
+		fmt.Fprintln(stdout, "  "+line)
+	}
 	return exitOK
 }

@@ -77,6 +77,12 @@ func (o *observability) configLoaded(ok bool) {
 	}
 }
 
+// setDraining makes /readyz fail and ddlguard_draining 1.
+func (o *observability) setDraining() {
+	o.ready.SetDraining(true)
+	o.proxy.SetDraining(true)
+}
+
 func (o *observability) close() {
 	o.cancel()
 	<-o.done
