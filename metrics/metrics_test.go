@@ -224,14 +224,14 @@ func TestMonitorTopN(t *testing.T) {
 
 func TestIsDDL(t *testing.T) {
 	for q, want := range map[string]bool{
-		"ALTER TABLE t ADD COLUMN c int":          true,
+		"ALTER TABLE t ADD COLUMN c int":           true,
 		"  /* tool */ -- x\n create index on t(a)": true,
-		"(SELECT 1)":                              false,
-		"SELECT * FROM alter_log":                 false,
-		"truncate t":                              true,
-		"UPDATE t SET a = 1":                      false,
-		"/* unterminated":                         false,
-		"":                                        false,
+		"(SELECT 1)":              false,
+		"SELECT * FROM alter_log": false,
+		"truncate t":              true,
+		"UPDATE t SET a = 1":      false,
+		"/* unterminated":         false,
+		"":                        false,
 	} {
 		if got := isDDL(q); got != want {
 			t.Errorf("isDDL(%q) = %v", q, got)
