@@ -14,8 +14,21 @@ import (
 
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
 	"github.com/ddlguard/ddlguard/guard"
+	"github.com/ddlguard/ddlguard/metrics"
 	"github.com/ddlguard/ddlguard/proxy"
 )
+
+// adminText tells where the demo's admin pages are.
+func adminText(obs *observability) string {
+	if obs.admin == nil {
+		return ""
+	}
+	a := obs.admin.Addr()
+	return fmt.Sprintf(`
+Watch it: the live lock page http://%s/locks (blocking tree, recent decisions)
+and the Prometheus metrics http://%s/metrics (e.g. ddlguard_statements_total).
+`, a, a)
+}
 
 // demo starts a throwaway PostgreSQL cluster, runs ddlguard in front of it
 // with the zero-configuration defaults, prints how to connect, and removes
@@ -25,6 +38,7 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", proxy.DefaultListen, "client-facing address HOST:PORT")
 	duration := fs.Duration("duration", 0, "stop after this long (default: run until interrupted)")
+	adminListen := fs.String("admin-listen", metrics.DefaultAdminListen, "admin HTTP address for /metrics and /locks, or off")
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
 	}
@@ -49,7 +63,20 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ddlguard demo:", err)
 		return exitFailed
 	}
-	srv, err := proxy.New(proxy.Config{Listen: *listen, Upstream: cluster.Addr(), Logger: logger, Guard: g})
+	// The admin listener and the lock monitor, as `serve` runs them; the
+	// monitor uses the throwaway cluster's superuser.
+	ocfg := defaultConfig()
+	ocfg.Upstream, ocfg.Admin.Listen = cluster.Addr(), *adminListen
+	ocfg.Monitor.DSN = cluster.DSN(pgcluster.Superuser, pgcluster.AppDatabase, "sslmode", "disable", "application_name", "ddlguard-monitor")
+	obs, err := startObservability(ocfg, logger)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintf(stderr, "ddlguard demo: %v (pick another address with --admin-listen, or off)\n", err)
+		return exitFailed
+	}
+	defer obs.close()
+	obs.configLoaded(true)
+	srv, err := proxy.New(proxy.Config{Listen: *listen, Upstream: cluster.Addr(), Logger: logger, Guard: g, Observer: obs.proxy})
 	if err != nil {
 		ln.Close()
 		fmt.Fprintln(stderr, "ddlguard demo:", err)
@@ -72,9 +99,10 @@ Try a statement ddlguard refuses, and its safe form:
   ALTER TABLE t ADD COLUMN created timestamptz DEFAULT clock_timestamp();
   CREATE INDEX CONCURRENTLY t_id_idx ON t (id);
 
+%s
 Press Ctrl-C to stop and remove the cluster.
 `, cluster.Version(), cluster.Addr(), addr, addr.IP, addr.Port,
-		pgcluster.RoleSCRAM, pgcluster.PasswordSCRAM, pgcluster.AppDatabase)
+		pgcluster.RoleSCRAM, pgcluster.PasswordSCRAM, pgcluster.AppDatabase, adminText(obs))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
