@@ -24,6 +24,9 @@ type stmt struct {
 	inBlock bool
 	// small is the small-table threshold in bytes (0: never small).
 	small int64
+	// locksUnknown: the statement locks SHARE and scans relations the
+	// facts do not name (see Decision.LocksUnknown); taken as large.
+	locksUnknown bool
 }
 
 // rangeVarName is a relation's name as written: "schema.rel" or "rel"
@@ -125,7 +128,7 @@ func (s *stmt) analyze() {
 	case n.GetCommentStmt() != nil:
 		s.analyzeComment(n.GetCommentStmt())
 	case n.GetAlterDomainStmt() != nil:
-		s.kind = "ALTER DOMAIN"
+		s.analyzeAlterDomain(n.GetAlterDomainStmt())
 	case n.GetAlterObjectSchemaStmt() != nil:
 		o := n.GetAlterObjectSchemaStmt()
 		s.kind = "ALTER " + objectWord(o.ObjectType) + " SET SCHEMA"

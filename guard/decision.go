@@ -79,6 +79,13 @@ type Decision struct {
 	Location, Length int
 	// Locks are the relation locks the statement takes.
 	Locks []Lock
+	// LocksUnknown: the statement also locks SHARE or stronger, and scans,
+	// relations the facts could not name (the tables with a column of a
+	// domain, for an ALTER DOMAIN that checks every value, such as
+	// VALIDATE CONSTRAINT, without the domain's facts). It runs with the
+	// lock timeout all the same (action Timeout when no rule decides),
+	// with no relation for the blocker check.
+	LocksUnknown bool
 	// Deciding is the finding that made the action rewrite or reject (nil
 	// for allow and timeout).
 	Deciding *Finding

@@ -108,6 +108,22 @@ func (g *Guard) Relations(sql string) []string {
 	return out
 }
 
+// Domains lists the domains whose facts (DomainFacts: the relations with a
+// column of the domain) the caller should fetch before Decide: those of
+// ALTER DOMAIN statements that lock and scan those relations.
+func (g *Guard) Domains(sql string) []string {
+	if !MightBeGuarded(sql) {
+		return nil
+	}
+	var out []string
+	for _, ps := range g.cache.get(sql).stmts {
+		if d := ps.node.GetAlterDomainStmt(); d != nil && domainScans(d) {
+			out = appendUnique(out, nameOf(d.TypeName))
+		}
+	}
+	return out
+}
+
 func appendUnique(list []string, s string) []string {
 	for _, x := range list {
 		if x == s {
@@ -228,7 +244,7 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 	s := stmt{parsedStmt: ps, sess: sess, facts: facts, inBlock: inBlock}
 	s.small = g.cfg.smallTableBytes(sess)
 	s.analyze()
-	d.Kind, d.Locks, d.Effects = s.kind, s.locks, s.effects
+	d.Kind, d.Locks, d.Effects, d.LocksUnknown = s.kind, s.locks, s.effects, s.locksUnknown
 
 	allowed := inlineAllows(ps.text)
 	ignored := map[string]bool{}
@@ -276,7 +292,7 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 			d.Action = Rewrite
 		}
 		d.LockTimeout = g.cfg.lockTimeout(sess, &decidingCfg)
-	case s.strongOnExisting():
+	case s.strongOnExisting() || s.locksUnknown:
 		d.Action = Timeout
 		d.LockTimeout = g.cfg.lockTimeout(sess, nil)
 	default:
@@ -314,6 +330,9 @@ func (s *stmt) strongOnExisting() bool {
 // slowOnExistingLarge: the statement does slow work (scan, rewrite, index
 // build) on an existing relation that is not known to be small.
 func (s *stmt) slowOnExistingLarge() bool {
+	if s.locksUnknown {
+		return true
+	}
 	for _, l := range s.locks {
 		if l.Work.Slow() && !s.sess.isNew(l.Relation) && !s.isSmall(l.Relation) {
 			return true

@@ -3,6 +3,7 @@ package guard
 import (
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -27,6 +28,9 @@ var update = flag.Bool("update", false, "rewrite the expected sections of testda
 //	temp: t                     (session temporary relation; repeatable)
 //	notvalid: t.c               (constraint added NOT VALID earlier in the transaction)
 //	facts: t size=20MB rows=1000 col:b="character varying(10)" notnull:h unique_index populated
+//	domain: d t u               (domain d's relations: t and u, each with the
+//	                            facts of its facts: line, else a table of
+//	                            unknown size; "domain: d" alone: known, unused)
 //	config: rules.<id>=warn|off|norewrite, small_table_bytes=N, inline_roles=r
 //	sql:
 //	<statement text, any number of lines>
@@ -137,7 +141,7 @@ func renderGolden(cases []goldenCase) string {
 func (c *goldenCase) run(t *testing.T) string {
 	cfg := DefaultConfig()
 	sess := Session{}
-	facts := FactsMap{}
+	facts := goldenFacts{FactsMap: FactsMap{}, domains: map[string][]string{}}
 	for _, h := range c.header {
 		key, val, _ := strings.Cut(h, ":")
 		val = strings.TrimSpace(val)
@@ -174,7 +178,10 @@ func (c *goldenCase) run(t *testing.T) string {
 			sess.LockTimeoutSet = val == "true"
 		case "facts":
 			name, f := parseFacts(t, val)
-			facts[name] = f
+			facts.FactsMap[name] = f
+		case "domain":
+			fields := strings.Fields(val)
+			facts.domains[fields[0]] = fields[1:]
 		case "config":
 			applyGoldenConfig(t, &cfg, val)
 		default:
@@ -186,6 +193,30 @@ func (c *goldenCase) run(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return renderResult(g.Decide(c.sql, &sess, facts))
+}
+
+// goldenFacts are a case's facts: relations, and domains with the names of
+// their relations.
+type goldenFacts struct {
+	FactsMap
+	domains map[string][]string
+}
+
+// Domain implements Facts.
+func (g goldenFacts) Domain(name string) (DomainFacts, bool) {
+	rels, ok := g.domains[name]
+	if !ok {
+		return DomainFacts{}, false
+	}
+	var f DomainFacts
+	for _, r := range rels {
+		rf, ok := g.FactsMap[r]
+		if !ok {
+			rf = RelationFacts{Kind: 'r', Persistence: 'p', SizeBytes: math.MaxInt64}
+		}
+		f.Relations = append(f.Relations, DomainRelation{Name: r, Columns: []string{"v"}, Facts: rf})
+	}
+	return f, true
 }
 
 func parseFacts(t *testing.T, val string) (string, RelationFacts) {
@@ -321,6 +352,9 @@ func renderResult(r Result) string {
 		}
 		if len(d.Locks) > 0 {
 			b.WriteString("\n  " + locksDetail(d.Locks))
+		}
+		if d.LocksUnknown {
+			b.WriteString("\n  locks unknown: SHARE (scan) on relations the facts do not name")
 		}
 		if d.Unchecked {
 			b.WriteString("\n  unchecked: " + firstLine(d.ParseError))

@@ -23,6 +23,15 @@ func UndoStatement(step string) string {
 		}
 		return "DROP INDEX CONCURRENTLY IF EXISTS " + quoteName(name)
 	}
+	if d := n.GetAlterDomainStmt(); d != nil {
+		// ALTER DOMAIN ... ADD CONSTRAINT name: dropped by name (it locks
+		// no table).
+		con := d.Def.GetConstraint()
+		if d.Subtype != "C" || con == nil || con.Conname == "" {
+			return ""
+		}
+		return "ALTER DOMAIN " + quoteName(nameOf(d.TypeName)) + " DROP CONSTRAINT IF EXISTS " + quoteIdent(con.Conname)
+	}
 	a := n.GetAlterTableStmt()
 	if a == nil || len(a.Cmds) != 1 {
 		return ""

@@ -4,13 +4,16 @@ import "testing"
 
 func TestUndoStatement(t *testing.T) {
 	cases := map[string]string{
-		"CREATE INDEX CONCURRENTLY t_a_idx ON app.t USING btree (a)":                        "DROP INDEX CONCURRENTLY IF EXISTS app.t_a_idx",
-		"CREATE UNIQUE INDEX CONCURRENTLY \"T_key\" ON t (a)":                               `DROP INDEX CONCURRENTLY IF EXISTS "T_key"`,
-		"ALTER TABLE t ADD CONSTRAINT t_b_fkey FOREIGN KEY (b) REFERENCES u (id) NOT VALID": "ALTER TABLE t DROP CONSTRAINT IF EXISTS t_b_fkey",
-		"ALTER TABLE t ADD CONSTRAINT t_a_key UNIQUE USING INDEX t_a_key":                   "ALTER TABLE t DROP CONSTRAINT IF EXISTS t_a_key",
-		"ALTER TABLE t VALIDATE CONSTRAINT t_b_fkey":                                        "",
-		"ALTER TABLE t ALTER COLUMN a SET NOT NULL":                                         "",
-		"CREATE INDEX CONCURRENTLY ON t (a)":                                                "",
+		"CREATE INDEX CONCURRENTLY t_a_idx ON app.t USING btree (a)":                          "DROP INDEX CONCURRENTLY IF EXISTS app.t_a_idx",
+		"CREATE UNIQUE INDEX CONCURRENTLY \"T_key\" ON t (a)":                                 `DROP INDEX CONCURRENTLY IF EXISTS "T_key"`,
+		"ALTER TABLE t ADD CONSTRAINT t_b_fkey FOREIGN KEY (b) REFERENCES u (id) NOT VALID":   "ALTER TABLE t DROP CONSTRAINT IF EXISTS t_b_fkey",
+		"ALTER TABLE t ADD CONSTRAINT t_a_key UNIQUE USING INDEX t_a_key":                     "ALTER TABLE t DROP CONSTRAINT IF EXISTS t_a_key",
+		"ALTER TABLE t VALIDATE CONSTRAINT t_b_fkey":                                          "",
+		"ALTER TABLE t ALTER COLUMN a SET NOT NULL":                                           "",
+		"CREATE INDEX CONCURRENTLY ON t (a)":                                                  "",
+		"ALTER DOMAIN app.\"Amount\" ADD CONSTRAINT amount_check CHECK (value > 0) NOT VALID": `ALTER DOMAIN app."Amount" DROP CONSTRAINT IF EXISTS amount_check`,
+		"ALTER DOMAIN d VALIDATE CONSTRAINT d_check":                                          "",
+		"ALTER DOMAIN d ADD CHECK (value > 0) NOT VALID":                                      "",
 	}
 	for in, want := range cases {
 		if got := UndoStatement(in); got != want {

@@ -1,35 +1,76 @@
 package guard
 
 import (
+	"strings"
+
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"google.golang.org/protobuf/proto"
 )
 
 // alterDomainCheckRule: ALTER DOMAIN ... ADD CHECK checks every value of
 // the domain in every table that has a column of it, holding SHARE (writes
-// wait) on each of those tables while it scans them. Added NOT VALID it only
-// applies to new values; but ALTER DOMAIN ... VALIDATE CONSTRAINT takes the
-// same SHARE locks for the same scans (measured on PostgreSQL 15 and 18), so
-// NOT VALID + VALIDATE is no online path and there is no rewrite. The tables
-// are unknown to the guard, so the rule is not relaxed.
+// wait) on each of those tables while it scans them; SET NOT NULL and ADD
+// NOT NULL do the same to look for NULLs. Which tables those are comes from
+// the domain's catalog facts (see analyzeAlterDomain); without them they
+// are taken as large, and with them the rule is relaxed like the table
+// rules: no table, or only small ones, and the statement just runs with the
+// lock timeout.
+//
+// The rewrite of ADD CHECK is ADD ... NOT VALID (a catalog change that
+// locks no table; new values are checked from then on), then VALIDATE
+// CONSTRAINT in its own transaction. It is no lock win by itself: VALIDATE
+// takes the same SHARE locks for the same scans (measured on PostgreSQL 15
+// and 18). What it buys is that the scanning step runs the way every step
+// with a strong lock runs under ddlguard: the blocker check on those tables,
+// the short lock timeout and retries, instead of queueing in front of every
+// writer. The messages say so. A domain NOT NULL has no NOT VALID form, so
+// it is rejected with a CHECK (VALUE IS NOT NULL) sequence as the hint.
 type alterDomainCheckRule struct{}
 
 func init() { register(alterDomainCheckRule{}) }
 
 func (alterDomainCheckRule) ID() string        { return "alter-domain-add-constraint" }
 func (alterDomainCheckRule) DefaultMode() Mode { return Enforce }
-func (alterDomainCheckRule) Relaxable() bool   { return false }
+func (alterDomainCheckRule) Relaxable() bool   { return true }
 
 func (alterDomainCheckRule) Check(s *Statement) *Finding {
 	d := s.node.GetAlterDomainStmt()
-	if d == nil || d.Subtype != "C" { // C: ADD CONSTRAINT
-		return nil
-	}
-	con := d.Def.GetConstraint()
-	if con == nil || con.Contype != pg_query.ConstrType_CONSTR_CHECK || con.SkipValidation {
+	if d == nil || d.Subtype == "V" || !domainScans(d) {
 		return nil
 	}
 	domain := nameOf(d.TypeName)
+	render := func(st *pg_query.AlterDomainStmt) string {
+		return deparse(&pg_query.Node{Node: &pg_query.Node_AlterDomainStmt{AlterDomainStmt: st}})
+	}
+	validate := func(name string) string {
+		return render(&pg_query.AlterDomainStmt{Subtype: "V", TypeName: d.TypeName, Name: name, Behavior: d.Behavior})
+	}
+	tables, detail := "on every table with a column of domain "+domain+" (which tables, and how large, is unknown here)",
+		"locks: SHARE (scan) on every table with a column of domain "+domain
+	them := "every table with a column of domain " + domain
+	if !s.locksUnknown {
+		tables = "on " + s.domainTables() + ", the tables with a column of domain " + domain + ","
+		detail = locksDetail(s.locks)
+		them = s.scannedNames()
+	}
+	validateNote := "it still holds SHARE on " + them + " while it scans them, and writes wait"
+	con := d.Def.GetConstraint()
+	if d.Subtype == "O" || con.Contype == pg_query.ConstrType_CONSTR_NOTNULL {
+		msg := s.kind + " on " + domain + " would hold SHARE lock (" + Share.Blocks() + ") " + tables +
+			" while it scans all their rows for NULL values; a domain NOT NULL cannot be added NOT VALID"
+		name := makeObjectName(unqualified(domain), "", "not_null_check")
+		check := &pg_query.Constraint{Contype: pg_query.ConstrType_CONSTR_CHECK, Conname: name, SkipValidation: true,
+			RawExpr: &pg_query.Node{Node: &pg_query.Node_NullTest{NullTest: &pg_query.NullTest{
+				Arg:          pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeStrNode("value")}, -1),
+				Nulltesttype: pg_query.NullTestType_IS_NOT_NULL, Location: -1}}}}
+		add := &pg_query.AlterDomainStmt{Subtype: "C", TypeName: d.TypeName, Behavior: d.Behavior,
+			Def: &pg_query.Node{Node: &pg_query.Node_Constraint{Constraint: check}}}
+		hint := "-- a CHECK (VALUE IS NOT NULL) can be added NOT VALID: it checks new values at once, without a scan:\n" +
+			render(add) + ";\n" +
+			"-- in a separate transaction, with a short lock_timeout, retried; " + validateNote + ":\n" +
+			validate(name) + ";"
+		return &Finding{Message: msg, Detail: detail, Hint: hint}
+	}
 	name := con.Conname
 	if name == "" {
 		name = makeObjectName(unqualified(domain), "", "check")
@@ -37,15 +78,33 @@ func (alterDomainCheckRule) Check(s *Statement) *Finding {
 	add := proto.Clone(d).(*pg_query.AlterDomainStmt)
 	c := add.Def.GetConstraint()
 	c.Conname, c.SkipValidation, c.InitiallyValid = name, true, false
-	validate := &pg_query.AlterDomainStmt{Subtype: "V", TypeName: d.TypeName, Name: name, Behavior: d.Behavior}
-	render := func(st *pg_query.AlterDomainStmt) string {
-		return deparse(&pg_query.Node{Node: &pg_query.Node_AlterDomainStmt{AlterDomainStmt: st}})
-	}
-	msg := s.kind + " on " + domain + " would hold SHARE lock (" + Share.Blocks() + ") on every table with a column of " +
-		"domain " + domain + " while it scans all their rows to check the new constraint (which tables, and how large, " +
-		"is unknown here)"
+	msg := s.kind + " on " + domain + " would hold SHARE lock (" + Share.Blocks() + ") " + tables +
+		" while it scans all their rows to check the new constraint. Added NOT VALID it checks new values at once, " +
+		"without a scan; the VALIDATE CONSTRAINT that follows still holds SHARE on those tables while it scans them " +
+		"(writes wait), but gets its locks under the lock timeout instead of queueing for them"
 	hint := render(add) + ";\n" +
-		"-- checks new values only; VALIDATE takes the same SHARE locks and scans, so run it, if at all, in a maintenance window:\n" +
-		render(validate) + ";"
-	return &Finding{Message: msg, Detail: "locks: SHARE (scan) on every table with a column of domain " + domain, Hint: hint}
+		"-- in a separate transaction, with a short lock_timeout, retried; " + validateNote + ":\n" +
+		validate(name) + ";"
+	return &Finding{Message: msg, Detail: detail, Hint: hint, Rewrite: []string{render(add), validate(name)},
+		RewriteOutsideTxOnly: true}
+}
+
+// scannedNames lists the relations the statement scans, or (none scanned)
+// every relation it locks.
+func (s *stmt) scannedNames() string {
+	var scanned, all []string
+	for _, l := range s.locks {
+		all = append(all, l.Relation)
+		if l.Work == WorkScan {
+			scanned = append(scanned, l.Relation)
+		}
+	}
+	if len(scanned) == 0 {
+		scanned = all
+	}
+	const maxNamed = 10
+	if len(scanned) > maxNamed {
+		return strings.Join(scanned[:maxNamed], ", ") + " and the others"
+	}
+	return strings.Join(scanned, ", ")
 }

@@ -30,6 +30,13 @@ import (
 // unnamed statement stays theirs). Sizes are pg_class.relpages of the table,
 // its indexes and TOAST table; a table never vacuumed or analyzed has an
 // unknown size, which the guard treats as large.
+//
+// For an ALTER DOMAIN that checks every value of a domain (guard.Domains)
+// a second query of the same kind lists the relations with a column of the
+// domain, or of a domain over it, with their facts: the guard records its
+// SHARE locks on them, and a rewrite's VALIDATE step gets the blocker check
+// on them (stepFacts). A domain that cannot be looked up is unknown: its
+// tables are taken as large and the statement still gets the lock timeout.
 
 // factsTTL bounds how long a connection reuses facts it asked for.
 const factsTTL = 10 * time.Second
@@ -46,11 +53,19 @@ const (
 type factsCache struct {
 	at map[string]time.Time
 	m  map[string]*guard.RelationFacts // nil value: the relation does not exist
+	// Domains (the relations with a column of each), the same way.
+	domainAt map[string]time.Time
+	domains  map[string]*guard.DomainFacts // nil value: no such domain
 }
 
+// forget drops what is cached about a relation a statement changed, and
+// every domain's relations (the statement may have added or dropped a
+// column of a domain).
 func (fc *factsCache) forget(name string) {
 	delete(fc.at, name)
 	delete(fc.m, name)
+	clear(fc.domainAt)
+	clear(fc.domains)
 }
 
 // Relation implements guard.Facts.
@@ -61,37 +76,79 @@ func (fc *factsCache) Relation(name string) (guard.RelationFacts, bool) {
 	return guard.RelationFacts{}, false
 }
 
-// factsFor returns facts for the relations sql locks strongly, asking the
-// server for those not cached when it may (canAsk).
+// Domain implements guard.Facts.
+func (fc *factsCache) Domain(name string) (guard.DomainFacts, bool) {
+	if f := fc.domains[name]; f != nil {
+		return *f, true
+	}
+	return guard.DomainFacts{}, false
+}
+
+// factsFor returns facts for the relations sql locks strongly and the
+// domains whose relations it locks, asking the server for those not cached
+// when it may (canAsk).
 func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Facts {
-	names := g.Relations(sql)
-	if len(names) == 0 {
+	names, domains := g.Relations(sql), g.Domains(sql)
+	if len(names) == 0 && len(domains) == 0 {
 		return &c.facts
 	}
 	now := time.Now()
-	var missing []string
-	for _, n := range names {
-		if t, ok := c.facts.at[n]; !ok || now.Sub(t) > factsTTL {
-			missing = append(missing, n)
+	missing, missingDomains := stale(names, c.facts.at, now), stale(domains, c.facts.domainAt, now)
+	if (len(missing) == 0 && len(missingDomains) == 0) || (!canAsk && c.srv.cfg.MonitorFacts == nil) {
+		return &c.facts
+	}
+	if len(missing) > 0 {
+		got, err := c.askFacts(missing, canAsk)
+		if err != nil {
+			c.srv.log.Debug("catalog facts unavailable", "conn_id", c.id, "err", err)
+		} else {
+			if c.facts.at == nil {
+				c.facts.at = make(map[string]time.Time)
+				c.facts.m = make(map[string]*guard.RelationFacts)
+			}
+			for _, n := range missing {
+				c.facts.at[n] = now
+				c.facts.m[n] = got[n]
+			}
 		}
 	}
-	if len(missing) == 0 || (!canAsk && c.srv.cfg.MonitorFacts == nil) {
-		return &c.facts
-	}
-	got, err := c.askFacts(missing, canAsk)
-	if err != nil {
-		c.srv.log.Debug("catalog facts unavailable", "conn_id", c.id, "err", err)
-		return &c.facts
-	}
-	if c.facts.at == nil {
-		c.facts.at = make(map[string]time.Time)
-		c.facts.m = make(map[string]*guard.RelationFacts)
-	}
-	for _, n := range missing {
-		c.facts.at[n] = now
-		c.facts.m[n] = got[n]
+	if len(missingDomains) > 0 {
+		got, err := c.askDomainFacts(missingDomains, canAsk)
+		if err != nil {
+			c.srv.log.Debug("domain facts unavailable", "conn_id", c.id, "err", err)
+		} else {
+			if c.facts.domainAt == nil {
+				c.facts.domainAt = make(map[string]time.Time)
+				c.facts.domains = make(map[string]*guard.DomainFacts)
+			}
+			for _, n := range missingDomains {
+				c.facts.domainAt[n] = now
+				c.facts.domains[n] = got[n]
+			}
+		}
 	}
 	return &c.facts
+}
+
+// stale lists the names not asked for within factsTTL.
+func stale(names []string, at map[string]time.Time, now time.Time) []string {
+	var out []string
+	for _, n := range names {
+		if t, ok := at[n]; !ok || now.Sub(t) > factsTTL {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// stepFacts are the facts a rewrite step is planned with: for an ALTER
+// DOMAIN that scans (VALIDATE CONSTRAINT), the domain's relations, which
+// it locks; other steps are planned from their own locks alone.
+func (c *clientConn) stepFacts(g *guard.Guard, step string) guard.Facts {
+	if len(g.Domains(step)) == 0 {
+		return guard.NoFacts{}
+	}
+	return c.factsFor(g, step, true)
 }
 
 // askFacts asks the monitor connection when one is configured, else (when
@@ -104,21 +161,57 @@ func (c *clientConn) askFacts(names []string, canAsk bool) (map[string]*guard.Re
 		}
 		c.srv.log.Warn("monitor connection could not give catalog facts; asking on the client's connection", "err", err)
 	}
+	q, err := factsQuery(names, false)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := c.askCatalog(q)
+	if err != nil {
+		return nil, err
+	}
+	return parseFacts(frames)
+}
+
+// askDomainFacts is askFacts for domains.
+func (c *clientConn) askDomainFacts(names []string, canAsk bool) (map[string]*guard.DomainFacts, error) {
+	if m := c.srv.cfg.MonitorFacts; m != nil {
+		got, err := m.DomainFacts(c.sess.Database, names)
+		if err == nil || !canAsk {
+			return got, err
+		}
+		c.srv.log.Warn("monitor connection could not give domain facts; asking on the client's connection", "err", err)
+	}
+	q, err := domainFactsQuery(names, false)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := c.askCatalog(q)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := dataRows(frames, 2)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*guard.DomainFacts{}
+	for _, row := range rows {
+		if err := addDomainRow(out, string(row[0]), row[1]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// askCatalog runs one of ddlguard's catalog queries on the client's own
+// connection, once the server owes the client nothing.
+func (c *clientConn) askCatalog(q string) ([]divertedFrame, error) {
 	if !c.waitIdle(factsIdleWait) {
 		return nil, errors.New("the server is still busy with the client's earlier statements")
 	}
 	if c.sess.TxStatus() == TxFailed {
 		return nil, errors.New("the client's transaction is aborted")
 	}
-	q, err := factsQuery(names, false)
-	if err != nil {
-		return nil, err
-	}
-	frames, err := c.internalQuery(q, factsWait)
-	if err != nil {
-		return nil, err
-	}
-	return parseFacts(frames)
+	return c.internalQuery(q, factsWait)
 }
 
 // waitIdle waits until the server owes the client no ReadyForQuery.
@@ -209,6 +302,14 @@ func factsQuery(names []string, exact bool) (string, error) {
 		}
 		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, rel))
 	}
+	return `/* ddlguard catalog facts */ SELECT q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE ` + relationFactsJSON(exact) + ` END
+FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, rel)
+LEFT JOIN LATERAL ` + resolveRelationSQL("q.nsp", "q.rel") + ` ON true`, nil
+}
+
+// relationFactsJSON is the JSON object of facts (factsRow) about the
+// pg_class row c; exact as for factsQuery.
+func relationFactsJSON(exact bool) string {
 	size := `sum(r.relpages::bigint + COALESCE((SELECT sum(ix.relpages) FROM pg_catalog.pg_index x
         JOIN pg_catalog.pg_class ix ON ix.oid = x.indexrelid WHERE x.indrelid = r.oid), 0)
         + COALESCE((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = r.reltoastrelid), 0))
@@ -217,7 +318,7 @@ func factsQuery(names []string, exact bool) (string, error) {
 	if exact {
 		size, unknown = `sum(pg_catalog.pg_total_relation_size(r.oid))`, `false`
 	}
-	return `/* ddlguard catalog facts */ SELECT q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE json_build_object(
+	return `json_build_object(
   'kind', c.relkind, 'persistence', c.relpersistence, 'tuples', c.reltuples,
   'size', (WITH RECURSIVE tree(oid) AS (SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i
       JOIN tree ON i.inhparent = tree.oid)
@@ -231,9 +332,68 @@ func factsQuery(names []string, exact bool) (string, error) {
   'unique_index', EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indisunique
       AND x.indisvalid AND x.indpred IS NULL),
   'default_partition', EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = c.oid AND p.partdefid <> 0),
-  'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid)) END
-FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, rel)
-LEFT JOIN LATERAL ` + resolveRelationSQL("q.nsp", "q.rel") + ` ON true`, nil
+  'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid))`
+}
+
+// domainFactsQuery builds the catalog query for domains (names as the
+// guard reports them), resolved as the session would resolve a type name:
+// for each, the relations (not indexes) with a live column of the domain
+// or of a domain over it, named as the guard names relations (qualified
+// only when the search_path does not find them), with their facts.
+func domainFactsQuery(names []string, exact bool) (string, error) {
+	var rows []string
+	for _, n := range names {
+		nsp, typ, err := nameLiterals(n)
+		if err != nil {
+			return "", err
+		}
+		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, typ))
+	}
+	return `/* ddlguard domain facts */ SELECT q.name, CASE WHEN t.oid IS NULL THEN NULL ELSE json_build_object(
+  'relations', COALESCE((SELECT json_agg(json_build_object(
+        'name', CASE WHEN pg_catalog.pg_table_is_visible(c.oid) THEN c.relname::text ELSE n.nspname || '.' || c.relname END,
+        'columns', u.cols, 'facts', ` + relationFactsJSON(exact) + `) ORDER BY n.nspname, c.relname)
+      FROM (SELECT a.attrelid, array_agg(a.attname::text ORDER BY a.attnum) AS cols
+          FROM pg_catalog.pg_attribute a
+          WHERE a.atttypid IN (WITH RECURSIVE doms(oid) AS (SELECT t.oid UNION
+                SELECT d.oid FROM pg_catalog.pg_type d JOIN doms ON d.typbasetype = doms.oid WHERE d.typtype = 'd')
+              SELECT oid FROM doms)
+            AND a.attnum > 0 AND NOT a.attisdropped
+          GROUP BY a.attrelid) u
+      JOIN pg_catalog.pg_class c ON c.oid = u.attrelid AND c.relkind NOT IN ('i', 'I')
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace), '[]'::json)) END
+FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, typ)
+LEFT JOIN LATERAL (SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+  WHERE t.typname = q.typ AND t.typtype = 'd'
+    AND (n.nspname = q.nsp OR (q.nsp IS NULL AND n.nspname = ANY (current_schemas(true))))
+  ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) t ON true`, nil
+}
+
+type domainRow struct {
+	Relations []struct {
+		Name    string   `json:"name"`
+		Columns []string `json:"columns"`
+		Facts   factsRow `json:"facts"`
+	} `json:"relations"`
+}
+
+// addDomainRow decodes one row of the domain query (name, JSON or NULL for
+// "no such domain").
+func addDomainRow(out map[string]*guard.DomainFacts, name string, js []byte) error {
+	if js == nil {
+		out[name] = nil
+		return nil
+	}
+	var r domainRow
+	if err := json.Unmarshal(js, &r); err != nil {
+		return fmt.Errorf("domain facts for %s: %w", name, err)
+	}
+	f := &guard.DomainFacts{}
+	for _, rel := range r.Relations {
+		f.Relations = append(f.Relations, guard.DomainRelation{Name: rel.Name, Columns: rel.Columns, Facts: *rel.Facts.facts()})
+	}
+	out[name] = f
+	return nil
 }
 
 type factsRow struct {

@@ -68,33 +68,49 @@ func (m *MonitorFacts) pool(database string) (*pgxpool.Pool, error) {
 
 // Facts returns facts for names in database (nil value: no such relation).
 func (m *MonitorFacts) Facts(database string, names []string) (map[string]*guard.RelationFacts, error) {
-	p, err := m.pool(database)
-	if err != nil {
-		return nil, err
-	}
 	q, err := factsQuery(names, true)
 	if err != nil {
 		return nil, err
+	}
+	out := map[string]*guard.RelationFacts{}
+	return out, m.query(database, q, func(name string, js []byte) error { return addFactsRow(out, name, js) })
+}
+
+// DomainFacts returns facts for the domains names in database: the
+// relations with a column of each (nil value: no such domain).
+func (m *MonitorFacts) DomainFacts(database string, names []string) (map[string]*guard.DomainFacts, error) {
+	q, err := domainFactsQuery(names, true)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*guard.DomainFacts{}
+	return out, m.query(database, q, func(name string, js []byte) error { return addDomainRow(out, name, js) })
+}
+
+// query runs a catalog query answering (name, JSON) rows in database.
+func (m *MonitorFacts) query(database, q string, row func(name string, js []byte) error) error {
+	p, err := m.pool(database)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	rows, err := p.Query(ctx, q)
 	if err != nil {
-		return nil, fmt.Errorf("monitor catalog query: %w", err)
+		return fmt.Errorf("monitor catalog query: %w", err)
 	}
 	defer rows.Close()
-	out := map[string]*guard.RelationFacts{}
 	for rows.Next() {
 		var name string
 		var js []byte
 		if err := rows.Scan(&name, &js); err != nil {
-			return nil, err
+			return err
 		}
-		if err := addFactsRow(out, name, js); err != nil {
-			return nil, err
+		if err := row(name, js); err != nil {
+			return err
 		}
 	}
-	return out, rows.Err()
+	return rows.Err()
 }
 
 // Blockers lists the conflicting lock holders and waiters for targets on

@@ -107,10 +107,15 @@ func (c *clientConn) runStep(g *guard.Guard, step string, lockTimeout time.Durat
 	return o.answer, nil
 }
 
-// stepPlan is the lock plan of one step, from its locks alone.
+// stepPlan is the lock plan of one step, from its locks alone (an ALTER
+// DOMAIN step's locks come from the domain's facts). A step that locks
+// relations the facts cannot name gets the lock timeout and retries with
+// nothing for the blocker check.
 func (c *clientConn) stepPlan(g *guard.Guard, step string, lockTimeout time.Duration) *timeoutPlan {
 	p := &timeoutPlan{lockTimeout: lockTimeout}
-	for _, d := range g.Decide(step, &c.gsess, guard.NoFacts{}).Statements {
+	unknown := false
+	for _, d := range g.Decide(step, &c.gsess, c.stepFacts(g, step)).Statements {
+		unknown = unknown || d.LocksUnknown
 		for _, l := range d.Locks {
 			if l.Mode >= guard.Share && !l.Created && !c.gsess.Temp[l.Relation] {
 				p.targets = append(p.targets, l)
@@ -118,7 +123,7 @@ func (c *clientConn) stepPlan(g *guard.Guard, step string, lockTimeout time.Dura
 			}
 		}
 	}
-	if len(p.targets) == 0 || lockTimeout <= 0 {
+	if (len(p.targets) == 0 && !unknown) || lockTimeout <= 0 {
 		return nil
 	}
 	return p
