@@ -37,6 +37,7 @@ import (
 
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
 	"github.com/ddlguard/ddlguard/guard"
+	"github.com/ddlguard/ddlguard/proxy"
 )
 
 const (
@@ -54,20 +55,24 @@ const (
 )
 
 // rwFixtureSQL builds the fixture as rwUser. wide holds rwRows rows (about
-// 16 MiB); its columns dup, gaps and bad_ref each break one constraint in a
-// single row (the failure cases). wide_copy is wide before any test
-// statement, built as the test statements' twin: CREATE TABLE ... (LIKE
-// wide INCLUDING ALL), then INSERT ... SELECT. Autovacuum is off so that
-// the catalog facts stay what VACUUM ANALYZE left and no autovacuum worker
-// holds a lock the statements would wait for.
+// 16 MiB); its columns dup, gaps, bad_ref and amount each break one
+// constraint in a single row (the failure cases): amount, of domain
+// wide_amount, is 1..1000 but 0 in one row. wide_copy is wide before any
+// test statement, built as the test statements' twin: CREATE TABLE ...
+// (LIKE wide INCLUDING ALL), its amount of its own domain wide_copy_amount,
+// then INSERT ... SELECT. Autovacuum is off so that the catalog facts stay
+// what VACUUM ANALYZE left and no autovacuum worker holds a lock the
+// statements would wait for.
 var rwFixtureSQL = []string{
 	`CREATE TABLE ref (id int PRIMARY KEY, name text) WITH (autovacuum_enabled = false)`,
 	`INSERT INTO ref SELECT g, 'ref ' || g FROM generate_series(1, 100) g`,
+	`CREATE DOMAIN wide_amount AS int`,
+	`CREATE DOMAIN wide_copy_amount AS int`,
 	`CREATE TABLE wide (id bigint NOT NULL, a int NOT NULL, b text, c bigint, ref_id int, pad text,
-	   dup int, gaps int, bad_ref int) WITH (autovacuum_enabled = false)`,
+	   dup int, gaps int, bad_ref int, amount wide_amount) WITH (autovacuum_enabled = false)`,
 	fmt.Sprintf(`INSERT INTO wide SELECT g, g %% 1000, md5(g::text), g, g %% 100 + 1, repeat('p', 40),
 	   CASE WHEN g = 2 THEN 1 ELSE g END, CASE WHEN g = 3 THEN NULL ELSE g END,
-	   CASE WHEN g = 4 THEN 1000 ELSE g %% 100 + 1 END
+	   CASE WHEN g = 4 THEN 1000 ELSE g %% 100 + 1 END, CASE WHEN g = 5 THEN 0 ELSE g %% 1000 + 1 END
 	   FROM generate_series(1, %d) g`, rwRows),
 	`CREATE INDEX wide_id_idx ON wide (id)`,
 	// The writers' ids, above the fixture's.
@@ -75,6 +80,7 @@ var rwFixtureSQL = []string{
 	`CREATE MATERIALIZED VIEW wide_mv WITH (autovacuum_enabled = false) AS SELECT id, a, b, pad FROM wide`,
 	`CREATE UNIQUE INDEX wide_mv_id_idx ON wide_mv (id)`,
 	`CREATE TABLE wide_copy (LIKE wide INCLUDING ALL) WITH (autovacuum_enabled = false)`,
+	`ALTER TABLE wide_copy ALTER COLUMN amount TYPE wide_copy_amount`,
 	`INSERT INTO wide_copy SELECT * FROM wide`,
 	`CREATE MATERIALIZED VIEW wide_copy_mv WITH (autovacuum_enabled = false) AS SELECT id, a, b, pad FROM wide_copy`,
 	`CREATE UNIQUE INDEX wide_copy_mv_id_idx ON wide_copy_mv (id)`,
@@ -357,7 +363,19 @@ type rwCase struct {
 	// statement changes, for statements that change no catalog row the
 	// snapshot shows (REINDEX, REFRESH); otherwise the snapshot must change.
 	probe string
+	// state, when set, is a query (on the table's names) describing what
+	// the statement changes outside the relation (a domain's constraints):
+	// through ddlguard it must answer what it answers on the copy after the
+	// original statement, names turned into the original's.
+	state string
+	// locks, when set, must be in the audit log's locks of the decision.
+	locks string
 }
+
+// rwDomainSQL describes the constraints of the domain wide_amount.
+const rwDomainSQL = `SELECT coalesce(string_agg(format('constraint %s type=%s validated=%s: %s', conname, contype,
+    convalidated, pg_get_constraintdef(oid)), E'\n' ORDER BY conname), '-')
+  FROM pg_constraint WHERE contypid = 'wide_amount'::regtype`
 
 var rwCases = []rwCase{
 	// (Unnamed: PostgreSQL names it wide_b_idx either way.)
@@ -403,6 +421,14 @@ var rwCases = []rwCase{
 		steps: []string{"REFRESH MATERIALIZED VIEW CONCURRENTLY wide_mv"},
 		probe: "SELECT count(*) || ' ' || coalesce(max(b), '-') FROM wide_mv WHERE id = -1",
 		undo:  []string{"DELETE FROM wide WHERE id = -1", "REFRESH MATERIALIZED VIEW wide_mv"}},
+	// (Unnamed: PostgreSQL names it wide_amount_check.) The domain's facts
+	// name wide, which the VALIDATE step locks SHARE and scans.
+	{name: "alter-domain-add-check", rule: "alter-domain-add-constraint", rel: "wide",
+		sql: "ALTER DOMAIN wide_amount ADD CHECK (VALUE >= 0)", tag: "ALTER DOMAIN",
+		steps: []string{"ADD CONSTRAINT wide_amount_check CHECK (value >= 0) NOT VALID",
+			"ALTER DOMAIN wide_amount VALIDATE CONSTRAINT wide_amount_check"},
+		probe: rwDomainSQL, state: rwDomainSQL, locks: "wide SHARE",
+		undo: []string{"ALTER DOMAIN wide_amount DROP CONSTRAINT wide_amount_check"}},
 }
 
 // TestRewriteEndState runs each case's statement through ddlguard over both
@@ -441,6 +467,10 @@ func TestRewriteEndState(t *testing.T) {
 				t.Fatalf("%s directly: tag %q, want %q", rwCopyOf(c.sql), tag, c.tag)
 			}
 			want := rwSnapshot(t, owner, copyRel)
+			var wantState string
+			if c.state != "" {
+				wantState = rwNormal(queryString(t, owner, rwCopyOf(c.state)))
+			}
 			if c.probe != "" {
 				if after := queryString(t, owner, rwCopyOf(c.probe)); after == probe {
 					t.Fatalf("%s directly: %s is %q before and after", rwCopyOf(c.sql), rwCopyOf(c.probe), after)
@@ -500,6 +530,15 @@ func TestRewriteEndState(t *testing.T) {
 						t.Errorf("%s: %s is %q before and after: the statement did not do its work", what, c.probe, after)
 					}
 				}
+				if c.state != "" {
+					if got := queryString(t, owner, c.state); got != wantState {
+						t.Errorf("%s: %s differs from the original statement's end state (run directly on the copy):\n%s",
+							what, c.state, strings.Join(diffLinesOf(wantState, got), "\n"))
+					}
+				}
+				if c.locks != "" {
+					rwWantAuditLocks(t, p, what, c.rule, c.locks)
+				}
 				t.Logf("%s: %s; writers: %d statements, slowest %s", protocol, took.Round(time.Millisecond),
 					load.statements, load.max.Round(time.Millisecond))
 				for _, s := range c.undo {
@@ -516,6 +555,23 @@ func TestRewriteEndState(t *testing.T) {
 		len(rwCases), len(rwProtocols), time.Since(begin).Round(time.Millisecond))
 }
 
+// rwWantAuditLocks checks that p's audit log has a decision by rule
+// whose locks contain locks.
+func rwWantAuditLocks(t *testing.T, p *testProxy, what, rule, locks string) {
+	t.Helper()
+	var seen []string
+	for _, rec := range audDecisions(t, p.Logs()) {
+		if audField(rec, "rule") != rule {
+			continue
+		}
+		if strings.Contains(audField(rec, "locks"), locks) {
+			return
+		}
+		seen = append(seen, audField(rec, "action")+": "+audField(rec, "locks"))
+	}
+	t.Errorf("%s: no audit decision by %s with locks %q (decisions by it: %q)", what, rule, locks, seen)
+}
+
 // diffLinesOf renders the difference of two multi-line texts (- want, + got).
 func diffLinesOf(want, got string) []string {
 	return []string{diffLines(strings.Split(want, "\n"), strings.Split(got, "\n"))}
@@ -526,6 +582,10 @@ func diffLinesOf(want, got string) []string {
 type rwFailCase struct {
 	name, rule, sql string
 	code            string // the original's SQLSTATE
+	// probe, when set, is a query (on the table's names) about what the
+	// table's snapshot does not show (a domain's constraints): it answers
+	// the same before and after.
+	probe string
 }
 
 var rwFailCases = []rwFailCase{
@@ -539,13 +599,23 @@ var rwFailCases = []rwFailCase{
 	// bad_ref has one value missing from ref.
 	{name: "add-foreign-key-violating-row", rule: "add-foreign-key-validated",
 		sql: "ALTER TABLE wide ADD CONSTRAINT wide_bad_ref_fkey FOREIGN KEY (bad_ref) REFERENCES ref (id)", code: "23503"},
+	// amount is 0 in one row: VALIDATE fails, the NOT VALID constraint is
+	// dropped again.
+	{name: "alter-domain-add-check-violating-row", rule: "alter-domain-add-constraint",
+		sql: "ALTER DOMAIN wide_amount ADD CHECK (VALUE > 0)", code: "23514", probe: rwDomainSQL},
 }
 
 // rwErrorFields is what a client (or its ORM) reads off an error, with the
-// copy's names turned into the original's.
+// copy's names turned into the original's. A CONTEXT of "parallel worker"
+// is left out: whether a parallel worker of an index build or the leader
+// finds the duplicate varies from run to run, directly as through ddlguard.
 func rwErrorFields(pe *pgconn.PgError) string {
+	where := pe.Where
+	if where == "parallel worker" {
+		where = ""
+	}
 	return rwNormal(fmt.Sprintf("severity=%s code=%s\nmessage=%s\ndetail=%s\nhint=%s\nwhere=%s\nschema=%s table=%s column=%s constraint=%s",
-		pe.Severity, pe.Code, pe.Message, pe.Detail, pe.Hint, pe.Where, pe.SchemaName, pe.TableName, pe.ColumnName, pe.ConstraintName))
+		pe.Severity, pe.Code, pe.Message, pe.Detail, pe.Hint, where, pe.SchemaName, pe.TableName, pe.ColumnName, pe.ConstraintName))
 }
 
 // TestRewriteFailureTakenBack: when a step of the sequence fails, the
@@ -562,6 +632,13 @@ func TestRewriteFailureTakenBack(t *testing.T) {
 	for _, c := range rwFailCases {
 		t.Run(c.name, func(t *testing.T) {
 			base := rwSnapshot(t, owner, "wide")
+			var probe string
+			if c.probe != "" {
+				probe = queryString(t, owner, c.probe)
+				if onCopy := rwNormal(queryString(t, owner, rwCopyOf(c.probe))); onCopy != probe {
+					t.Fatalf("before the case, %s answers %q on the copy, %q on the table", c.probe, onCopy, probe)
+				}
+			}
 			_, err := owner.Exec(enfCtx(t), rwCopyOf(c.sql))
 			direct := pgErrorOf(err)
 			if direct == nil || direct.Code != c.code {
@@ -569,6 +646,11 @@ func TestRewriteFailureTakenBack(t *testing.T) {
 			}
 			if after := rwSnapshot(t, owner, rwCopy); after != base {
 				t.Fatalf("%s directly left something behind:\n%s", rwCopyOf(c.sql), strings.Join(diffLinesOf(base, after), "\n"))
+			}
+			if c.probe != "" {
+				if after := rwNormal(queryString(t, owner, rwCopyOf(c.probe))); after != probe {
+					t.Fatalf("%s directly left something behind: %s is %q, was %q", rwCopyOf(c.sql), rwCopyOf(c.probe), after, probe)
+				}
 			}
 			want := rwErrorFields(direct)
 
@@ -601,6 +683,11 @@ func TestRewriteFailureTakenBack(t *testing.T) {
 					if after := rwSnapshot(t, owner, "wide"); after != base {
 						t.Errorf("%s: the failed sequence left something behind (- before, + after):\n%s", what,
 							strings.Join(diffLinesOf(base, after), "\n"))
+					}
+					if c.probe != "" {
+						if after := queryString(t, owner, c.probe); after != probe {
+							t.Errorf("%s: the failed sequence left something behind: %s is %q, was %q", what, c.probe, after, probe)
+						}
 					}
 					if st := conn.PgConn().TxStatus(); st != 'I' {
 						t.Errorf("%s: transaction status %q after the error, want 'I'", what, st)
@@ -635,6 +722,9 @@ func TestRewriteRejectedWhereItCannotRun(t *testing.T) {
 			sql: "ALTER TABLE wide ADD FOREIGN KEY (ref_id) REFERENCES ref (id)", hint: "NOT VALID"},
 		{name: "transaction-block/refresh-materialized-view", rule: "refresh-materialized-view", rel: "wide_mv",
 			sql: "REFRESH MATERIALIZED VIEW wide_mv", hint: "REFRESH MATERIALIZED VIEW CONCURRENTLY wide_mv"},
+		{name: "transaction-block/alter-domain-add-check", rule: "alter-domain-add-constraint", rel: "wide",
+			sql:  "ALTER DOMAIN wide_amount ADD CHECK (VALUE >= 0)",
+			hint: "wide_amount_check CHECK (value >= 0) NOT VALID;\n-- in a separate transaction, with a short lock_timeout, retried; it still holds SHARE on wide while it scans them, and writes wait:\nALTER DOMAIN wide_amount VALIDATE CONSTRAINT wide_amount_check;"},
 		{name: "named-statement/create-index", rule: "create-index-not-concurrently", rel: "wide", named: true,
 			sql: "CREATE INDEX wide_named_idx ON wide (a)", hint: "CREATE INDEX CONCURRENTLY wide_named_idx ON wide"},
 	}
@@ -858,4 +948,214 @@ func TestRewriteNodePgMigrate(t *testing.T) {
 		t.Errorf("rewrites in the audit log: %v, want %v\n%s", rewrites, w, res)
 	}
 	t.Logf("done in %s", time.Since(begin).Round(time.Millisecond))
+}
+
+// rwQueueWatch samples, on a connection of its own, how many lock requests
+// on wide wait in its queue.
+type rwQueueWatch struct {
+	stop, done      chan struct{}
+	samples, queued int
+	err             error
+}
+
+func rwWatchQueue(t *testing.T) *rwQueueWatch {
+	t.Helper()
+	conn := connectDirect(t, cluster, rwUser, rwDatabase)
+	w := &rwQueueWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			var n int
+			err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+				WHERE locktype = 'relation' AND relation = 'wide'::regclass AND NOT granted`).Scan(&n)
+			cancel()
+			if err != nil {
+				w.err = err
+				return
+			}
+			w.samples++
+			if n > 0 {
+				w.queued++
+			}
+		}
+	}()
+	return w
+}
+
+// finish stops the sampling and returns how many samples there were and
+// how many saw a request queued for wide.
+func (w *rwQueueWatch) finish(t *testing.T) (samples, queued int) {
+	t.Helper()
+	close(w.stop)
+	<-w.done
+	if w.err != nil {
+		t.Fatalf("lock queue watch: %v", w.err)
+	}
+	return w.samples, w.queued
+}
+
+// TestRewriteDomainValidateBlocked: the VALIDATE step of the
+// alter-domain-add-constraint rewrite locks SHARE, and scans, the tables
+// the domain's facts name (wide), so it runs as every step with a strong
+// lock runs. While a session idle in a transaction holds ROW EXCLUSIVE on
+// wide, ddlguard does not send the step (nothing queues for wide in front
+// of the writers, who go on undisturbed); when the retry budget runs out
+// the client gets ddlguard's 55P03 naming the blocker, and the constraint
+// the NOT VALID step added is taken back. Facts read on the client's own
+// connection and on the monitor connection; both protocols.
+func TestRewriteDomainValidateBlocked(t *testing.T) {
+	begin := time.Now()
+	rewriteFixture(t)
+	const (
+		budget = 2 * time.Second
+		rule   = "alter-domain-add-constraint"
+		sql    = "ALTER DOMAIN wide_amount ADD CHECK (VALUE >= 0)"
+	)
+	owner := connectDirect(t, cluster, rwUser, rwDatabase)
+	writers := rwNewWriters(t, 3)
+	for _, facts := range []string{"client-connection", "monitor"} {
+		for _, protocol := range rwProtocols {
+			t.Run(facts+"/"+protocol, func(t *testing.T) {
+				p := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) {
+					c.Exec = proxy.ExecConfig{RetryBudget: budget}
+					if facts == "monitor" {
+						c.MonitorFacts = startMonitorFacts(t)
+					}
+				})
+				before := queryString(t, owner, rwDomainSQL)
+				blocker := connectDSN(t, "blocker", cluster.DSN(rwUser, rwDatabase, "sslmode", "disable",
+					"application_name", "rw-domain-blocker"))
+				rwExecAll(t, blocker, "BEGIN", "LOCK TABLE wide IN ROW EXCLUSIVE MODE")
+				blockerPID := blocker.PgConn().PID()
+				conn, notices := rwConnect(t, p)
+				what := sql + " (" + protocol + ", facts on the " + facts + ")"
+
+				watch := rwWatchQueue(t)
+				var err error
+				var took time.Duration
+				load := writers.during(t, func() {
+					at := time.Now()
+					_, err = rwRun(enfCtx(t), conn, protocol, sql)
+					took = time.Since(at)
+				})
+				samples, queued := watch.finish(t)
+				rwExecAll(t, blocker, "ROLLBACK")
+
+				pe := lwWantCode(t, what, err, "55P03")
+				t.Logf("%s: %s after %s\nDETAIL: %s", what, pe.Message, took.Round(time.Millisecond), pe.Detail)
+				if !strings.Contains(pe.Message, "VALIDATE CONSTRAINT wide_amount_check") {
+					t.Errorf("%s: message %q does not name the VALIDATE step", what, pe.Message)
+				}
+				line := lwDetailLine(pe.Detail, blockerPID)
+				for _, want := range []string{`application "rw-domain-blocker"`, "holds RowExclusiveLock on wide", "state idle in transaction"} {
+					if !strings.Contains(line, want) {
+						t.Errorf("%s: 55P03 DETAIL line for the blocker (pid %d) lacks %q:\n%s", what, blockerPID, want, pe.Detail)
+					}
+				}
+				lwWithin(t, what, took, budget, budget+2*time.Second)
+				if queued > 0 {
+					t.Errorf("%s: %d of %d samples saw a lock request queued for wide: the VALIDATE step entered the queue", what, queued, samples)
+				}
+				load.check(t, what)
+
+				n := rwWantNotice(t, what, notices.take(), rule)
+				for _, want := range []string{"step 2 of 2 failed: ALTER DOMAIN wide_amount VALIDATE CONSTRAINT wide_amount_check",
+					"taken back: ALTER DOMAIN wide_amount DROP CONSTRAINT IF EXISTS wide_amount_check"} {
+					if !strings.Contains(n.Detail, want) {
+						t.Errorf("%s: notice DETAIL %q lacks %q", what, n.Detail, want)
+					}
+				}
+				// The notice is honest about what VALIDATE costs.
+				if want := "still holds SHARE on those tables while it scans them (writes wait)"; !strings.Contains(n.Hint, want) {
+					t.Errorf("%s: notice HINT %q lacks %q", what, n.Hint, want)
+				}
+				if !strings.Contains(n.Hint, "on wide (") {
+					t.Errorf("%s: notice HINT %q does not name wide with its size", what, n.Hint)
+				}
+				if after := queryString(t, owner, rwDomainSQL); after != before {
+					t.Errorf("%s: the domain's constraints are %q after, %q before: the NOT VALID step was not taken back", what, after, before)
+				}
+				if st := conn.PgConn().TxStatus(); st != 'I' {
+					t.Errorf("%s: transaction status %q after the error, want 'I'", what, st)
+				}
+				if got := queryString(t, conn, "SELECT 'usable'"); got != "usable" {
+					t.Errorf("%s: the connection after the error: %q", what, got)
+				}
+				rwWantAuditLocks(t, p, what, rule, "wide SHARE")
+				t.Logf("%s: writers %d statements, slowest %s; %d queue samples", what, load.statements,
+					load.max.Round(time.Millisecond), samples)
+			})
+		}
+	}
+	t.Logf("done in %s", time.Since(begin).Round(time.Millisecond))
+}
+
+// TestRewriteDomainWithoutFacts: when ddlguard cannot learn which tables
+// use a domain (here: a name with a backslash, which it refuses to look up),
+// ALTER DOMAIN ... ADD CHECK is still rewritten, and its VALIDATE step still
+// runs with the lock timeout and retries, only without the blocker check
+// (no table to check): behind a session idle in a transaction it times out
+// attempt after attempt, each bounded by the lock timeout, until the budget
+// runs out; the client gets the server's 55P03 and the NOT VALID
+// constraint is taken back.
+func TestRewriteDomainWithoutFacts(t *testing.T) {
+	rewriteFixture(t)
+	const (
+		budget = 2 * time.Second
+		rule   = "alter-domain-add-constraint"
+		sql    = `ALTER DOMAIN "rw\dom" ADD CHECK (VALUE >= 0)`
+	)
+	owner := connectDirect(t, cluster, rwUser, rwDatabase)
+	rwExecAll(t, owner, `DROP TABLE IF EXISTS rw_nofacts`, `DROP DOMAIN IF EXISTS "rw\dom"`,
+		`CREATE DOMAIN "rw\dom" AS int`, `CREATE TABLE rw_nofacts (id int, v "rw\dom")`,
+		`INSERT INTO rw_nofacts SELECT g, g FROM generate_series(1, 1000) g`)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		execEach(ctx, owner, `DROP TABLE IF EXISTS rw_nofacts`, `DROP DOMAIN IF EXISTS "rw\dom"`)
+	})
+	const domainSQL = `SELECT coalesce(string_agg(conname || ' ' || convalidated, ', '), '-') FROM pg_constraint WHERE contypid = '"rw\dom"'::regtype`
+	for _, protocol := range rwProtocols {
+		t.Run(protocol, func(t *testing.T) {
+			p := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) { c.Exec = proxy.ExecConfig{RetryBudget: budget} })
+			blocker := connectDirect(t, cluster, rwUser, rwDatabase)
+			rwExecAll(t, blocker, "BEGIN", "LOCK TABLE rw_nofacts IN ROW EXCLUSIVE MODE")
+			conn, notices := rwConnect(t, p)
+			what := sql + " (" + protocol + ")"
+			at := time.Now()
+			_, err := rwRun(enfCtx(t), conn, protocol, sql)
+			took := time.Since(at)
+			rwExecAll(t, blocker, "ROLLBACK")
+
+			pe := lwWantCode(t, what, err, "55P03")
+			if pe.Message != "canceling statement due to lock timeout" {
+				t.Errorf("%s: %q, want the server's lock timeout", what, pe.Message)
+			}
+			// The last attempt may start just before the budget runs out.
+			lwWithin(t, what, took, budget-guard.DefaultLockTimeout, budget+guard.DefaultLockTimeout+time.Second)
+			if retries := strings.Count(p.Logs(), `"msg":"lock timeout; retrying"`); retries < 2 {
+				t.Errorf("%s: %d retries logged, want the VALIDATE step retried", what, retries)
+			}
+			n := rwWantNotice(t, what, notices.take(), rule)
+			if want := `taken back: ALTER DOMAIN "rw\dom" DROP CONSTRAINT IF EXISTS "rw\dom_check"`; !strings.Contains(n.Detail, want) {
+				t.Errorf("%s: notice DETAIL %q lacks %q", what, n.Detail, want)
+			}
+			if !strings.Contains(n.Hint, "which tables, and how large, is unknown here") {
+				t.Errorf("%s: notice HINT %q does not say the tables are unknown", what, n.Hint)
+			}
+			if got := queryString(t, owner, domainSQL); got != "-" {
+				t.Errorf("%s: the domain's constraints after: %q, want none", what, got)
+			}
+			if got := queryString(t, conn, "SELECT 'usable'"); got != "usable" {
+				t.Errorf("%s: the connection after the error: %q", what, got)
+			}
+			t.Logf("%s: %s after %s", what, pe.Message, took.Round(time.Millisecond))
+		})
+	}
 }
