@@ -127,6 +127,9 @@ func (p *pump) unlock() {
 func (p *pump) run() (last byte, midFrame bool, err error) {
 	r, w := p.r, p.w
 	var scratch []byte
+	if p.obs == nil {
+		p.obs = nopObserver{}
+	}
 	unreported := 0 // bytes relayed since the last report to obs
 	defer func() {
 		if unreported > 0 {
