@@ -44,7 +44,8 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 	invalidBefore, _ := c.invalidIndexes(table)
 	c.userCancel.Store(false)
 	for i, step := range steps {
-		answer, errBody := c.runStep(g, step, d.LockTimeout)
+		answer, errBody, waited := c.runStep(g, step, d.LockTimeout)
+		out.lockWait += waited
 		if errBody == nil && answer != nil {
 			out.ran = append(out.ran, step)
 			out.status = lastStatus(answer, out.status)
@@ -77,8 +78,9 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 // runStep runs one step of a sequence: under the lock timeout, blocker
 // check and retries when it takes SHARE or stronger on an existing table
 // (whatever the guard would say of the step on its own: steps are the safe
-// form already). It returns the server's answer, or the error to report.
-func (c *clientConn) runStep(g *guard.Guard, step string, lockTimeout time.Duration) ([]divertedFrame, []byte) {
+// form already). It returns the server's answer, or the error to report,
+// and the time the step spent in the lock queue (see Observer.GuardedDone).
+func (c *clientConn) runStep(g *guard.Guard, step string, lockTimeout time.Duration) ([]divertedFrame, []byte, time.Duration) {
 	p := c.stepPlan(g, step, lockTimeout)
 	var o runOutcome
 	if p == nil {
@@ -92,19 +94,19 @@ func (c *clientConn) runStep(g *guard.Guard, step string, lockTimeout time.Durat
 	}
 	switch {
 	case o.cancelled:
-		return nil, errorBody("57014", "canceling statement due to user request", "ddlguard was running: "+step, "")
+		return nil, errorBody("57014", "canceling statement due to user request", "ddlguard was running: "+step, ""), o.lockWait
 	case o.blocked != nil:
 		return nil, errorBody(codeLockNotAvailable, "ddlguard: could not run "+firstLine(step)+" without queueing in front of other sessions",
-			"blocked by: "+describeBlockers(o.blocked), "Retry later, or end the blocking session.")
+			"blocked by: "+describeBlockers(o.blocked), "Retry later, or end the blocking session."), o.lockWait
 	case o.answer == nil:
-		return nil, nil
+		return nil, nil, o.lockWait
 	}
 	for _, f := range o.answer {
 		if f.typ == 'E' {
-			return o.answer, f.body
+			return o.answer, f.body, o.lockWait
 		}
 	}
-	return o.answer, nil
+	return o.answer, nil, o.lockWait
 }
 
 // stepPlan is the lock plan of one step, from its locks alone (an ALTER
@@ -131,7 +133,7 @@ func (c *clientConn) stepPlan(g *guard.Guard, step string, lockTimeout time.Dura
 
 // undo runs a clean-up statement, recording whether it worked.
 func (c *clientConn) undo(g *guard.Guard, sql string, out *rewriteOutcome) {
-	if _, errBody := c.runStep(g, sql, c.srv.guard.Load().Config().LockTimeout); errBody != nil {
+	if _, errBody, _ := c.runStep(g, sql, c.srv.guard.Load().Config().LockTimeout); errBody != nil {
 		out.kept = append(out.kept, sql)
 		return
 	}
