@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"image/png"
@@ -402,5 +403,57 @@ func TestMetricsLockPileUp(t *testing.T) {
 	}
 	if v, _ := metricValue(fams, "ddlguard_relayed_bytes_total", map[string]string{"direction": "upstream_to_client"}); v <= 0 {
 		t.Errorf("ddlguard_relayed_bytes_total{direction=upstream_to_client} = %v", v)
+	}
+}
+
+// The admin listener over HTTPS with a bearer token: /metrics and /readyz
+// answer, /locks needs the token, and `ddlguard healthcheck` reads it.
+func TestAdminTLSAndToken(t *testing.T) {
+	const token = "e2e-admin-token-0123456789"
+	config := filepath.Join(t.TempDir(), "ddlguard.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf("admin:\n  cert_file: %s\n  key_file: %s\n  token: %s\n",
+		cluster.ProxyCertFile, cluster.ProxyKeyFile, token)), 0o600)
+	admin := freeAddr(t)
+	rldStart(t, config, "--admin-listen", admin)
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: loadCertPool(t, cluster.CAFile), ServerName: "localhost"}}}
+	get := func(path, auth string) int {
+		req, _ := http.NewRequest("GET", "https://"+admin+path, nil)
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	eventually(t, 10*time.Second, "/readyz over https", func() bool { return get("/readyz", "") == 200 })
+	for _, c := range []struct {
+		path, auth string
+		want       int
+	}{
+		{"/metrics", "", 200}, {"/healthz", "", 200},
+		{"/locks", "", 401}, {"/locks", "Bearer not-the-token-at-all", 401}, {"/locks", "Bearer " + token, 200},
+	} {
+		if got := get(c.path, c.auth); got != c.want {
+			t.Errorf("GET %s (%q): %d, want %d", c.path, c.auth, got, c.want)
+		}
+	}
+	if resp, err := http.Get("http://" + admin + "/metrics"); err == nil {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == 200 || strings.Contains(string(body), "ddlguard_") {
+			t.Errorf("the HTTPS admin listener served plain HTTP: %s", resp.Status)
+		}
+	}
+	out, err := exec.Command(ddlguardBinary(t), "healthcheck", "--insecure", "--url", "https://"+admin+"/readyz").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "200") {
+		t.Errorf("ddlguard healthcheck: %v\n%s", err, out)
+	}
+	out, err = exec.Command(ddlguardBinary(t), "healthcheck", "--url", "https://"+admin+"/nope").CombinedOutput()
+	if err == nil {
+		t.Errorf("ddlguard healthcheck of a failing URL exited 0:\n%s", out)
 	}
 }
