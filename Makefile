@@ -2,22 +2,28 @@
 
 GO      ?= go
 BIN     := bin/ddlguard
-VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The build flags live in scripts/build.sh, shared with the Dockerfile.
+# VERSION (stamped into `ddlguard version`) defaults there to
+# `git describe --always --dirty`; `make build VERSION=1.2.3` sets it.
+VERSION ?=
+export GO VERSION
 
-# All build flags live here; the version lands in main.version.
-LDFLAGS       := -X main.version=$(VERSION)
-GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
-
-.PHONY: all help deps build test check-deploy fuzz demo bench-seed fmt clean
+.PHONY: all help deps build test check-deploy check-image schemacheck check-k8s helm check-helm check-compose check-packaging image fuzz demo bench-seed fmt clean
 
 all: build
 
 help:
 	@echo 'targets:'
 	@echo '  deps   install system packages the tests/demo need (scripts/install-deps.sh)'
-	@echo '  build  build $(BIN) (version $(VERSION))'
-	@echo '  test   deps, check-deploy, go vet, all tests against real PostgreSQL, short fuzz runs'
+	@echo '  build  build $(BIN) with scripts/build.sh (VERSION=... to stamp a version; default git describe)'
+	@echo '  test   deps, check-deploy, check-packaging, go vet, all tests against real PostgreSQL, short fuzz runs'
 	@echo '  check-deploy  deps, promtool check/test of the Prometheus rules and config, Grafana dashboard checks, metric names vs deploy/metric-names.txt'
+	@echo '  check-image  lint the Dockerfile, replay its build stage, check the binary against the runtime image (glibc 2.36) and smoke-run it'
+	@echo '  check-k8s    check deploy/kubernetes (strict decoding into the Kubernetes API types, probes, shutdown timing, security, ddlguard check-config on the ConfigMap)'
+	@echo '  check-helm   install the pinned Helm (scripts/install-helm.sh), lint and render deploy/helm/ddlguard and check the output'
+	@echo '  check-compose  check deploy/compose (mounts, ports, ddlguard and promtool config checks)'
+	@echo '  check-packaging  all four above (part of make test)'
+	@echo '  image  docker build the image as $(IMAGE) (needs Docker; VERSION=... to stamp a version)'
 	@echo '  fuzz   fuzz targets for FUZZTIME each (default 5s)'
 	@echo '  demo   deps, build, then ./$(BIN) demo'
 	@echo '  bench-seed  deps, then the seed benchmark: readers vs. a blocked ALTER, direct and through ddlguard (BENCH_FLAGS)'
@@ -28,7 +34,7 @@ deps:
 	bash scripts/install-deps.sh
 
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN) ./cmd/ddlguard
+	bash scripts/build.sh $(BIN)
 
 # Short fuzz runs of the decoders and the guard (longer: FUZZTIME=10m make fuzz).
 FUZZTIME ?= 5s
@@ -49,7 +55,47 @@ check-deploy: deps
 	PROMTOOL=$(PROMTOOL) $(PYTHON3) deploy/grafana/check-dashboard.py $(DASHBOARD)
 	bash deploy/check-metric-names.sh
 
-test: deps check-deploy
+# Offline checks of the packaging: the image build (Dockerfile lint, the
+# build stage replayed with scripts/build.sh, the binary against the
+# runtime image's glibc, a smoke run as the image's user), the plain
+# Kubernetes manifests, the Helm chart (pinned Helm built into .cache/bin by
+# scripts/install-helm.sh; a few minutes the first time) and the compose
+# example. No Docker engine or cluster needed; each step fails the target.
+IMAGE_CHECK_DIR := .cache/image-check
+IMAGE_CHECK_BIN := $(IMAGE_CHECK_DIR)/fs/src/bin/ddlguard
+K8S_MANIFESTS   := $(addprefix deploy/kubernetes/,configmap.yaml deployment.yaml service.yaml pdb.yaml)
+
+check-image: deps
+	PYTHON3=$(PYTHON3) bash scripts/check-image-build.sh $(IMAGE_CHECK_DIR)
+
+# Strict decoding into the Kubernetes API's Go types (a separate module).
+SCHEMACHECK := $(CURDIR)/.cache/bin/k8s-schemacheck
+schemacheck:
+	cd deploy/kubernetes/schemacheck && CGO_ENABLED=0 $(GO) build -trimpath -o $(SCHEMACHECK) .
+
+check-k8s: check-image schemacheck
+	$(SCHEMACHECK) $(K8S_MANIFESTS)
+	$(PYTHON3) deploy/kubernetes/check-manifests.py --kustomization deploy/kubernetes/kustomization.yaml \
+		--tls --monitor-secret --admin-token-secret --ddlguard $(IMAGE_CHECK_BIN) $(K8S_MANIFESTS)
+	@echo 'check-k8s: ok (deploy/kubernetes)'
+
+helm:
+	bash scripts/install-helm.sh >/dev/null
+
+check-helm: check-image helm schemacheck
+	PYTHON3=$(PYTHON3) SCHEMACHECK=$(SCHEMACHECK) bash deploy/helm/check-chart.sh $(IMAGE_CHECK_BIN)
+
+check-compose: check-image
+	PROMTOOL=$(PROMTOOL) $(PYTHON3) deploy/compose/check-compose.py $(IMAGE_CHECK_BIN)
+
+check-packaging: check-image check-k8s check-helm check-compose
+
+# Build the image (needs a Docker engine; not part of make test).
+IMAGE ?= ddlguard:dev
+image:
+	docker build --build-arg VERSION="$${VERSION:-$$(git describe --always --dirty 2>/dev/null || echo dev)}" -t $(IMAGE) .
+
+test: deps check-deploy check-packaging
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) --no-print-directory fuzz

