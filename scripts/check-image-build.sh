@@ -431,9 +431,12 @@ log "ddlguard version: $got_version"
 
 # Step 4: run it as the image does: uid/gid 65532, no environment beyond
 # what the image sets, config from a file.
-smoke=$work/smoke
-mkdir -p "$smoke"
-chmod 755 "$work" "$smoke"
+# In a temp dir of its own: the checkout may sit where uid 65532 cannot
+# reach (e.g. under /root).
+smoke=$(mktemp -d "${TMPDIR:-/tmp}/ddlguard-image-check.XXXXXX")
+chmod 755 "$smoke"
+cp "$bin" "$smoke/ddlguard"
+bin=$smoke/ddlguard
 read -r p_listen p_admin p_closed < <("$PYTHON3" -c '
 import socket
 socks = [socket.socket() for _ in range(3)]
@@ -461,7 +464,10 @@ help_out=$(as_image "$bin" healthcheck --help 2>&1) && help_rc=0 || help_rc=$?
 # exec it), not a subshell.
 "${as_image[@]}" "$bin" serve --config "$smoke/ddlguard.yaml" >"$smoke/serve.log" 2>&1 &
 serve_pid=$!
-cleanup() { kill "$serve_pid" 2>/dev/null || true; }
+cleanup() {
+	kill "$serve_pid" 2>/dev/null || true
+	rm -rf "$smoke"
+}
 trap cleanup EXIT
 ok=
 for _ in $(seq 1 50); do
@@ -496,7 +502,6 @@ for _ in $(seq 1 50); do
 	fi
 	sleep 0.2
 done
-trap - EXIT
 [[ -n "$rc" ]] || {
 	kill -KILL "$serve_pid" 2>/dev/null || true
 	die "ddlguard serve did not exit within 10s of SIGTERM with no sessions"
