@@ -120,6 +120,8 @@ func (c Config) withDefaults() Config {
 	if c.Observer == nil {
 		c.Observer = nopObserver{}
 	}
+	c.ClientTLS = modernTLS(c.ClientTLS)
+	c.UpstreamTLS = modernTLS(c.UpstreamTLS)
 	c.Exec = c.Exec.withDefaults()
 	return c
 }
@@ -153,6 +155,17 @@ func (c Config) Validate() error {
 		return fmt.Errorf("max_message_size: %d is outside %d..%d bytes", c.MaxMessageSize, minMaxMessageSize, maxFrameLength)
 	}
 	return nil
+}
+
+// modernTLS returns cfg with TLS 1.2 as the lowest version allowed (a
+// copy when it allowed less); nil stays nil.
+func modernTLS(cfg *tls.Config) *tls.Config {
+	if cfg == nil || cfg.MinVersion >= tls.VersionTLS12 {
+		return cfg
+	}
+	cfg = cfg.Clone()
+	cfg.MinVersion = tls.VersionTLS12
+	return cfg
 }
 
 func validAddr(addr string) error {

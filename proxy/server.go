@@ -75,7 +75,7 @@ type tlsState struct {
 // settings the server's other options cannot work with.
 func (s *Server) SetTLS(client *tls.Config, mode UpstreamTLSMode, upstream *tls.Config) error {
 	cfg := s.cfg
-	cfg.ClientTLS, cfg.UpstreamTLSMode, cfg.UpstreamTLS = client, mode, upstream
+	cfg.ClientTLS, cfg.UpstreamTLSMode, cfg.UpstreamTLS = client, mode, modernTLS(upstream)
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -83,7 +83,7 @@ func (s *Server) SetTLS(client *tls.Config, mode UpstreamTLSMode, upstream *tls.
 	if err != nil {
 		return err
 	}
-	s.tls.Store(&tlsState{client: client, upstream: ut})
+	s.tls.Store(&tlsState{client: modernTLS(client), upstream: ut})
 	return nil
 }
 
