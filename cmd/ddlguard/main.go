@@ -154,6 +154,10 @@ func serve(args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
 		return exitConfig
 	}
+	// Signals are caught from here on: a SIGTERM that arrives while the
+	// listeners start is handled as a drain, not the default exit.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	obs, err := startObservability(cfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
@@ -169,8 +173,6 @@ func serve(args []string, stderr io.Writer) int {
 	obs.configLoaded(true)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
-	sig := make(chan os.Signal, 2)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	var drained chan struct{} // set once a shutdown began
 	for {
 		select {
