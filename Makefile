@@ -8,7 +8,7 @@ BIN     := bin/ddlguard
 VERSION ?=
 export GO VERSION
 
-.PHONY: all help deps build test check-deploy check-image schemacheck check-k8s helm check-helm check-compose check-packaging image fuzz demo bench-seed fmt clean
+.PHONY: all help deps build test check-deploy check-image schemacheck check-k8s helm check-helm check-compose check-packaging image fuzz soak demo bench-seed fmt clean
 
 all: build
 
@@ -25,6 +25,7 @@ help:
 	@echo '  check-packaging  all four above (part of make test)'
 	@echo '  image  docker build the image as $(IMAGE) (needs Docker; VERSION=... to stamp a version)'
 	@echo '  fuzz   fuzz targets for FUZZTIME each (default 5s)'
+	@echo '  soak   deps, then a bounded soak of the binary: pgbench + DDL + a blocker coming and going (SOAK_DURATION, default 3m)'
 	@echo '  demo   deps, build, then ./$(BIN) demo'
 	@echo '  bench-seed  deps, then the seed benchmark: readers vs. a blocked ALTER, direct and through ddlguard (BENCH_FLAGS)'
 	@echo '  fmt    gofmt all Go files'
@@ -105,6 +106,12 @@ fuzz:
 		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) $${t%%:*}; \
 	done
+
+# Opt-in soak (e2e/soak_test.go, build tag soak): reports RSS, goroutines
+# and errors over time; fails on unexpected errors or growth.
+SOAK_DURATION ?= 3m
+soak: deps
+	SOAK_DURATION=$(SOAK_DURATION) $(GO) test -tags soak -count=1 -timeout 60m -run '^TestSoak$$' -v ./e2e
 
 demo: deps build
 	./$(BIN) demo
