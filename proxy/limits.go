@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Size limits. Frames are a type byte followed by a big-endian int32 length
@@ -62,14 +63,35 @@ func readMessage(r *bufio.Reader, limit int, side string, buf []byte) (typ byte,
 	if err != nil {
 		return 0, nil, buf, err
 	}
-	if cap(buf) < 5+n {
-		buf = make([]byte, 5+n)
+	frame, err := readWhole(r, buf, 5+n)
+	if err != nil {
+		return 0, nil, frame, err
 	}
-	frame := buf[:5+n]
-	if _, err := io.ReadFull(r, frame); err != nil {
-		return 0, nil, buf, unexpectedEOF(err)
+	return typ, frame[5:], frame, nil
+}
+
+// readWhole reads the next size bytes of r into buf, which it reuses when
+// it is large enough and otherwise grows only as the bytes arrive: a
+// declared length is not allocated before the peer has sent that much
+// (five bytes announcing 1 GiB cost no gigabyte).
+func readWhole(r *bufio.Reader, buf []byte, size int) ([]byte, error) {
+	if cap(buf) >= size {
+		buf = buf[:size]
+		_, err := io.ReadFull(r, buf)
+		return buf, unexpectedEOF(err)
 	}
-	return typ, frame[5:], buf, nil
+	buf = buf[:0]
+	for len(buf) < size {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(size, max(2*cap(buf), relayBufferSize))-len(buf))
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), size)])
+		buf = buf[:len(buf)+n]
+		if err != nil && len(buf) < size {
+			return buf, unexpectedEOF(err)
+		}
+	}
+	return buf, nil
 }
 
 // readStartupPacket reads one length-prefixed startup-phase packet (no type

@@ -3,7 +3,6 @@ package proxy
 import (
 	"bufio"
 	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -172,11 +171,8 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 		if peeked {
 			frame, err = r.Peek(size)
 		} else {
-			if cap(scratch) < size {
-				scratch = make([]byte, size)
-			}
-			frame = scratch[:size]
-			_, err = io.ReadFull(r, frame)
+			scratch, err = readWhole(r, scratch, size)
+			frame = scratch
 		}
 		if err != nil {
 			return last, false, &readError{unexpectedEOF(err)}
