@@ -1,8 +1,10 @@
 // Command ddlguard-bench runs benchmark scenarios against a throwaway
-// PostgreSQL, directly and through an in-process ddlguard, and prints what
-// they measure.
+// PostgreSQL it starts itself (e2e/pgcluster), and prints what they measure
+// as a table or as JSON (--json).
 //
 //	ddlguard-bench seed [--readers N] [--hold 5s] [--rows 400000] [--json]
+//	ddlguard-bench relay [--duration 10s] [--rounds 1] [--modes ...] [--clients ...] [--targets ...] [--json] [--json-file FILE]
+//	ddlguard-bench profile --cpuprofile FILE [--memprofile FILE] [--mode simple] [--clients 16] [--duration 10s]
 //
 // The seed scenario is the lock queue stall that motivates ddlguard: a
 // session holds ACCESS SHARE on table t in an idle transaction for --hold,
@@ -13,12 +15,35 @@
 // ALTER waits outside the lock queue and the readers carry on. For each path
 // the command reports the readers' query count and latency (p50, p99, max),
 // how long the ALTER took and how it ended, and the ratio of the worst
-// reader stall through ddlguard to the worst one without it.
+// reader stall through ddlguard to the worst one without it. ddlguard runs
+// in this process.
 //
-// Performance is reported, never judged: the exit status is non-zero only
-// when the benchmark itself could not run (flags, PostgreSQL, connections,
-// an unexpected error or a DDL that did not succeed). The command wires
-// pgcluster, proxy and pgx together and holds no proxy or guard logic.
+// The relay scenario measures what the relay costs: pgbench select-only
+// (-S) in each query mode (simple, extended, prepared) with 1, 16 and 64
+// clients, against PostgreSQL directly, through the ddlguard binary (built
+// with scripts/build.sh, as `make build` builds it, and run with no
+// configuration: the production default, every rule on, metrics on) and
+// through PgBouncer (pool_mode session; --targets ...,pgbouncer-txn adds
+// transaction pooling), all in one run. Each cell runs its targets back to
+// back, in an order that rotates from cell to cell and round to round, so
+// drift falls on all of them alike; with --rounds N every figure is the
+// median of N runs. The table gives TPS and average latency per target, the
+// TPS ratios ddlguard/direct, pgbouncer/direct and ddlguard/pgbouncer, the
+// latency each proxy adds per query with one client, and the CPU the proxy
+// processes spent per transaction (from /proc/PID/stat). PostgreSQL runs
+// with ssl off, so every path is plaintext.
+//
+// The profile scenario runs ddlguard inside this process, wired as the
+// binary wires it with no configuration, and writes a CPU profile (and, with
+// --memprofile, an allocation profile) of one pgbench run through it, for
+// `go tool pprof -top FILE`.
+//
+// Exit status: non-zero when the benchmark could not run (flags,
+// PostgreSQL, PgBouncer, the build, connections), when a pgbench run
+// reports an error or a failed transaction, and in seed when a DDL did not
+// succeed. Performance itself is reported, never judged. The command wires
+// pgcluster, proxy, metrics, pgx, pgbench and pgbouncer together and holds
+// no proxy or guard logic.
 package main
 
 import (
@@ -46,6 +71,14 @@ scenarios:
   seed   readers vs. an ALTER TABLE stuck behind an idle transaction,
          directly and through ddlguard:
          ddlguard-bench seed [--readers N] [--hold 5s] [--rows 400000] [--json]
+  relay  pgbench -S directly, through the ddlguard binary and through
+         PgBouncer, modes x clients, interleaved:
+         ddlguard-bench relay [--duration 10s] [--rounds 1] [--json] ...
+  profile  CPU (and allocation) profile of an in-process ddlguard under
+         pgbench -S:
+         ddlguard-bench profile --cpuprofile FILE [--memprofile FILE] ...
+
+"ddlguard-bench SCENARIO -h" lists a scenario's flags.
 `
 
 func main() {
@@ -63,6 +96,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "seed":
 		return seedCommand(ctx, args[1:], stdout, stderr)
+	case "relay":
+		return relayCommand(ctx, args[1:], stdout, stderr)
+	case "profile":
+		return profileCommand(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
