@@ -8,7 +8,7 @@ BIN     := bin/ddlguard
 VERSION ?=
 export GO VERSION
 
-.PHONY: all help deps build test check-deploy check-image schemacheck check-k8s helm check-helm check-compose check-packaging image fuzz soak demo bench-seed fmt clean
+.PHONY: all help deps build test check-deploy check-image schemacheck check-k8s helm check-helm check-compose check-packaging image fuzz soak demo bench bench-profile bench-seed fmt clean
 
 all: build
 
@@ -27,6 +27,8 @@ help:
 	@echo '  fuzz   fuzz targets for FUZZTIME each (default 5s)'
 	@echo '  soak   deps, then a bounded soak of the binary: pgbench + DDL + a blocker coming and going (SOAK_DURATION, default 3m)'
 	@echo '  demo   deps, build, then ./$(BIN) demo'
+	@echo '  bench  deps, then pgbench -S direct vs ddlguard vs PgBouncer (modes x 1/16/64 clients; BENCH_FLAGS)'
+	@echo '  bench-profile  deps, then a CPU profile of an in-process ddlguard under pgbench (ddlguard.cpu.pprof; BENCH_FLAGS)'
 	@echo '  bench-seed  deps, then the seed benchmark: readers vs. a blocked ALTER, direct and through ddlguard (BENCH_FLAGS)'
 	@echo '  fmt    gofmt all Go files'
 	@echo '  clean  remove build and coverage outputs'
@@ -115,6 +117,15 @@ soak: deps
 
 demo: deps build
 	./$(BIN) demo
+
+# Relay cost: pgbench -S direct, through the ddlguard binary and through
+# PgBouncer, in one run. Flags pass through, e.g.
+# BENCH_FLAGS='--duration 5s --rounds 3 --json'.
+bench: deps
+	$(GO) run ./cmd/ddlguard-bench relay $(BENCH_FLAGS)
+
+bench-profile: deps
+	$(GO) run ./cmd/ddlguard-bench profile --cpuprofile ddlguard.cpu.pprof $(BENCH_FLAGS)
 
 # The seed scenario, direct and through an in-process ddlguard, on a
 # throwaway cluster. Flags pass through, e.g. BENCH_FLAGS='--readers 4 --json'.
