@@ -39,6 +39,12 @@ func NewMonitorFacts(dsn string) (*MonitorFacts, error) {
 	}
 	cfg.MaxConns = 2
 	cfg.MaxConnIdleTime = 5 * time.Minute
+	// Check every connection before use (pgxpool checks only those idle
+	// for over a second): an operator's pg_terminate_backend or a server
+	// restart must not cost the next guarded statement its facts, which
+	// mid-pipeline nothing else can give. Facts queries are rare; the
+	// round trip is cheap.
+	cfg.ShouldPing = func(context.Context, pgxpool.ShouldPingParams) bool { return true }
 	rp := cfg.ConnConfig.RuntimeParams
 	rp["lock_timeout"] = "200ms"
 	rp["statement_timeout"] = "2s"
