@@ -41,6 +41,9 @@ func FuzzAuthRelay(f *testing.F) {
 	f.Add(bytes.Join([][]byte{readyIdle}, nil)) // ReadyForQuery before authentication
 	answers := bytes.Repeat(frame('p', []byte("SCRAM-SHA-256\x00\x00\x00\x00\x04n,,n=")), 16)
 	f.Fuzz(func(t *testing.T, upstream []byte) {
+		if len(upstream) > 4*maxAuthMessage {
+			return
+		}
 		c, toClient, toUpstream := authConn(fuzzServer(nil), upstream, answers)
 		err := c.relayAuth()
 		frames, rest := splitFrames(toClient.Bytes())
@@ -91,6 +94,9 @@ func FuzzReadyForQuery(f *testing.F) {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) > inspectLimit { // larger ones are refused at startup (maxAuthMessage) or malformed
+			return
+		}
 		in := append(bytes.Clone(authStart), frame('Z', body)...)
 		c, toClient, _ := authConn(fuzzServer(nil), in, nil)
 		err := c.relayAuth()
@@ -128,6 +134,9 @@ func FuzzParameterStatus(f *testing.F) {
 		f.Add([]byte(b))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) > inspectLimit { // larger ones are refused at startup (maxAuthMessage) or malformed
+			return
+		}
 		in := bytes.Join([][]byte{authStart, frame('S', body), readyIdle}, nil)
 		c, toClient, _ := authConn(fuzzServer(nil), in, nil)
 		if err := c.relayAuth(); err != nil || !bytes.Equal(toClient.Bytes(), in) {
@@ -170,6 +179,9 @@ func FuzzBackendKeyData(f *testing.F) {
 	f.Add([]byte{0, 0, 0x30})
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) > inspectLimit { // larger ones are refused at startup (maxAuthMessage) or malformed
+			return
+		}
 		srv := fuzzServer(nil)
 		in := bytes.Join([][]byte{authStart, frame('K', body), readyIdle}, nil)
 		c, toClient, _ := authConn(srv, in, nil)
