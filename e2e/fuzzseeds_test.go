@@ -168,21 +168,23 @@ func (r *seedRecorder) relay(client net.Conn, upstream string) {
 		r.add("FuzzCancelRequest", pkt)
 		break
 	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		r.frames(cr, server, true)
-	}()
-	r.frames(sr, client, false)
+	done := make(chan []byte)
+	go func() { done <- r.frames(cr, server, true) }()
+	serverAuth := r.frames(sr, client, false)
 	server.Close()
 	client.Close()
-	<-done
+	clientAuth := <-done
+	if len(serverAuth) > 0 {
+		r.add("FuzzAuthRelay", serverAuth, clientAuth, false)
+	}
 }
 
-// frames relays typed frames from src to dst and records them.
-func (r *seedRecorder) frames(src *bufio.Reader, dst net.Conn, fromClient bool) {
-	var auth, stream []byte // the upstream's authentication stream; the first frames of the session
-	authDone := fromClient
+// frames relays typed frames from src to dst and records them. It returns
+// the side's part of the authentication exchange: the upstream's frames up
+// to the first ReadyForQuery (or error), the client's answers.
+func (r *seedRecorder) frames(src *bufio.Reader, dst net.Conn, fromClient bool) (auth []byte) {
+	var stream []byte // the first frames of the session
+	authDone := false
 	for {
 		var hdr [5]byte
 		if _, err := io.ReadFull(src, hdr[:]); err != nil {
@@ -204,12 +206,15 @@ func (r *seedRecorder) frames(src *bufio.Reader, dst net.Conn, fromClient bool) 
 			stream = append(stream, f...)
 		}
 		typ, body := f[0], f[5:]
-		if !authDone {
+		switch {
+		case authDone:
+		case fromClient && typ != 'p':
+			authDone = true
+		case fromClient:
 			auth = append(auth, f...)
-			if typ == 'Z' || typ == 'E' {
-				r.add("FuzzAuthRelay", auth)
-				authDone = true
-			}
+		default:
+			auth = append(auth, f...)
+			authDone = typ == 'Z' || typ == 'E'
 		}
 		switch {
 		case fromClient && typ == 'Q':
@@ -236,6 +241,7 @@ func (r *seedRecorder) frames(src *bufio.Reader, dst net.Conn, fromClient bool) 
 	if len(stream) > 0 {
 		r.add("FuzzCopyFrames", stream)
 	}
+	return auth
 }
 
 func TestFuzzSeedsFromTraffic(t *testing.T) {

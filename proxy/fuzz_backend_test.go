@@ -23,28 +23,41 @@ import (
 // FuzzAuthRelay feeds relayAuth whatever the upstream might send during
 // authentication (requests of every kind, SASL mechanisms, ParameterStatus,
 // BackendKeyData, NoticeResponse, NegotiateProtocolVersion, ErrorResponse,
-// ReadyForQuery) with a client that answers every request. It never
-// panics; it lets a session start only after AuthenticationOk and a
-// well-formed ReadyForQuery; the client gets whole frames only and is never
-// offered SCRAM-SHA-256-PLUS (channel binding cannot pass through this
-// connection); and what reaches the upstream is what the client sent.
+// ReadyForQuery) and whatever the client answers, with the upstream leg in
+// plaintext or TLS. It never panics; it lets a session start only after
+// AuthenticationOk and a well-formed ReadyForQuery; the client gets whole
+// frames only and is never offered SCRAM-SHA-256-PLUS (channel binding
+// cannot pass through this connection); what reaches the upstream is what
+// the client sent, except that over an upstream TLS leg a SCRAM answer
+// with the GS2 flag "y" (a downgrade the server would refuse) never does.
 func FuzzAuthRelay(f *testing.F) {
 	sasl := authFrame(authSASL, []byte("SCRAM-SHA-256-PLUS\x00SCRAM-SHA-256\x00\x00")...)
+	answers := bytes.Repeat(frame('p', []byte("SCRAM-SHA-256\x00\x00\x00\x00\x04n,,n=")), 4)
+	downgrade := frame('p', []byte("SCRAM-SHA-256\x00\x00\x00\x00\x04y,,n="))
+	scram := bytes.Join([][]byte{sasl, authFrame(11, []byte("r=abc,s=c2FsdA==,i=4096")...),
+		authFrame(authSASLFinal, []byte("v=xyz")...), authStart, readyIdle}, nil)
 	f.Add(bytes.Join([][]byte{authStart, frame('S', []byte("server_version\x0015.8\x00")),
-		frame('K', []byte{0, 0, 0x30, 0x39, 1, 2, 3, 4}), readyIdle}, nil))
-	f.Add(bytes.Join([][]byte{sasl, authFrame(11, []byte("r=abc,s=c2FsdA==,i=4096")...),
-		authFrame(authSASLFinal, []byte("v=xyz")...), authStart, readyIdle}, nil))
-	f.Add(bytes.Join([][]byte{authFrame(5, 1, 2, 3, 4), authStart, readyIdle}, nil))
-	f.Add(bytes.Join([][]byte{authFrame(3), frame('E', []byte("SFATAL\x00C28P01\x00Mpassword authentication failed\x00\x00"))}, nil))
+		frame('K', []byte{0, 0, 0x30, 0x39, 1, 2, 3, 4}), readyIdle}, nil), answers, false)
+	f.Add(scram, answers, false)
+	f.Add(scram, answers, true)
+	f.Add(scram, downgrade, true)
+	f.Add(bytes.Join([][]byte{authFrame(5, 1, 2, 3, 4), authStart, readyIdle}, nil), frame('p', []byte("md5abc\x00")), false)
+	f.Add(bytes.Join([][]byte{authFrame(3), frame('E', []byte("SFATAL\x00C28P01\x00Mpassword authentication failed\x00\x00"))}, nil),
+		frame('p', []byte("secret\x00")), false)
 	f.Add(bytes.Join([][]byte{frame('v', []byte{0, 0, 0, 0, 0, 0, 0, 1, '_', 'p', 'q', '_', '.', 'x', 0}), authStart,
-		frame('N', []byte("SNOTICE\x00Mhi\x00\x00")), readyIdle}, nil))
-	f.Add(bytes.Join([][]byte{readyIdle}, nil)) // ReadyForQuery before authentication
-	answers := bytes.Repeat(frame('p', []byte("SCRAM-SHA-256\x00\x00\x00\x00\x04n,,n=")), 16)
-	f.Fuzz(func(t *testing.T, upstream []byte) {
-		if len(upstream) > 4*maxAuthMessage {
+		frame('N', []byte("SNOTICE\x00Mhi\x00\x00")), readyIdle}, nil), []byte(nil), false)
+	f.Add(readyIdle, []byte(nil), false) // ReadyForQuery before authentication
+	f.Add(authFrame(3), frame('X', nil), false)
+	f.Fuzz(func(t *testing.T, upstream, answers []byte, upstreamTLS bool) {
+		if len(upstream) > 4*maxAuthMessage || len(answers) > 4*maxAuthMessage {
 			return
 		}
 		c, toClient, toUpstream := authConn(fuzzServer(nil), upstream, answers)
+		if upstreamTLS {
+			// A TLS leg that never shook hands: no certificate to match,
+			// so channel binding cannot pass through.
+			c.upstream = tls.Client(nopConn{}, &tls.Config{InsecureSkipVerify: true})
+		}
 		err := c.relayAuth()
 		frames, rest := splitFrames(toClient.Bytes())
 		if len(rest) != 0 {
@@ -78,6 +91,13 @@ func FuzzAuthRelay(f *testing.F) {
 		}
 		if !bytes.HasPrefix(answers, toUpstream.Bytes()) {
 			t.Fatalf("upstream got bytes the client did not send")
+		}
+		sent, _ := splitFrames(toUpstream.Bytes())
+		for _, fr := range sent {
+			var m pgproto3.SASLInitialResponse
+			if upstreamTLS && fr.typ == 'p' && m.Decode(fr.body) == nil && bytes.HasPrefix(m.Data, []byte("y,")) {
+				t.Fatalf("a SCRAM answer with channel binding flag y reached a TLS upstream: %q", fr.body)
+			}
 		}
 		if len(c.keyID) > 0 && c.srv.keys[c.keyID] != c {
 			t.Fatalf("cancel key %x not registered", c.keyID)
@@ -298,6 +318,9 @@ func FuzzErrorResponse(f *testing.F) {
 		}
 	})
 }
+
+// nopConn is a net.Conn that is never used.
+type nopConn struct{ net.Conn }
 
 // sameError compares every field pgproto3 decodes.
 func sameError(a, b *pgproto3.ErrorResponse) bool {
