@@ -41,7 +41,10 @@ build:
 
 # Short fuzz runs of the decoders and the guard (longer: FUZZTIME=10m make fuzz).
 FUZZTIME ?= 5s
-FUZZ_TARGETS := ./guard:FuzzDecide ./guard:FuzzMightBeGuarded ./proxy:FuzzCopyFrames ./proxy:FuzzStartupPacket
+FUZZ_TARGETS := ./guard:FuzzDecide ./guard:FuzzMightBeGuarded ./proxy:FuzzCopyFrames ./proxy:FuzzStartupPacket \
+	./proxy:FuzzAuthRelay ./proxy:FuzzReadyForQuery ./proxy:FuzzParameterStatus ./proxy:FuzzBackendKeyData \
+	./proxy:FuzzErrorResponse ./proxy:FuzzSSLAnswer ./proxy:FuzzQuery ./proxy:FuzzParse ./proxy:FuzzBind \
+	./proxy:FuzzCancelRequest
 
 # Offline checks of deploy/: Prometheus rules and their unit tests, the
 # example Prometheus config, the Grafana dashboard and provisioning, and the

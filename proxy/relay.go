@@ -197,6 +197,8 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 		}
 		if peeked {
 			r.Discard(size)
+		} else if cap(scratch) > maxKeptScratch {
+			scratch = nil // one huge statement must not pin its memory for the connection's life
 		}
 		if action == stopAfter {
 			return typ, false, flushed(w)
@@ -209,6 +211,10 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 		last = typ
 	}
 }
+
+// maxKeptScratch is the largest buffer for inspected frames a pump keeps
+// between frames.
+const maxKeptScratch = 1 << 20
 
 // streamFrame forwards a frame larger than the read buffer piece by piece.
 func streamFrame(r *bufio.Reader, w *bufio.Writer, size int) error {

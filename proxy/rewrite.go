@@ -275,6 +275,21 @@ func (c *clientConn) rewriteBatch(b *heldBatch) (frameAction, []byte) {
 	return replaceFrame, append(c.rewriteParse(b.params, b.rewrite, o), b.frames...)
 }
 
+// sqlstateOr returns code when it is a well-formed SQLSTATE (five digits
+// or upper-case letters), else def: a code from the upstream is never
+// pasted into SQL unchecked.
+func sqlstateOr(code, def string) string {
+	if len(code) != 5 {
+		return def
+	}
+	for i := 0; i < 5; i++ {
+		if c := code[i]; !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') {
+			return def
+		}
+	}
+	return code
+}
+
 // reraiseStatement is a DO block that raises e again with every field
 // RAISE accepts (so clients and ORMs see the same schema, table, column
 // and constraint names).
@@ -292,7 +307,7 @@ func reraiseStatement(e *pgproto3.ErrorResponse) string {
 			b.WriteString(", " + f.name + " = " + sqlLiteral(f.v))
 		}
 	}
-	b.WriteString(", ERRCODE = '" + e.Code + "'; END$" + tag + "$")
+	b.WriteString(", ERRCODE = '" + sqlstateOr(e.Code, "XX000") + "'; END$" + tag + "$")
 	return b.String()
 }
 
