@@ -457,3 +457,32 @@ func TestAdminTLSAndToken(t *testing.T) {
 		t.Errorf("ddlguard healthcheck of a failing URL exited 0:\n%s", out)
 	}
 }
+
+// The lock monitor's connection is killed: the poll that finds it dead is
+// counted as failed, the next one reconnects, and the relay never notices.
+func TestMonitorReconnects(t *testing.T) {
+	password := createMonitorRole(t)
+	config := filepath.Join(t.TempDir(), "ddlguard.yaml")
+	os.WriteFile(config, []byte(fmt.Sprintf("monitor:\n  dsn: %q\n  interval: 200ms\n",
+		cluster.DSN(monitorRole, "postgres", "password", password, "sslmode", "disable"))), 0o600)
+	admin := freeAddr(t)
+	b := rldStart(t, config, "--admin-listen", admin)
+	value := func(name string) float64 { v, _ := metricValue(scrape(t, admin), name, nil); return v }
+	eventually(t, 10*time.Second, "the monitor to poll", func() bool { return value("ddlguard_monitor_up") == 1 })
+	client := connectDSN(t, "through ddlguard", b.dsn(pgcluster.RoleTrust, "postgres", "sslmode", "disable"))
+	super := superConn(t, "postgres")
+	ctx := context.Background()
+	var killed int
+	if err := super.QueryRow(ctx, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = 'ddlguard-monitor'").Scan(&killed); err != nil || killed != 1 {
+		t.Fatalf("terminated %d monitor backends: %v", killed, err)
+	}
+	eventually(t, 10*time.Second, "a failed poll to be counted", func() bool { return value("ddlguard_monitor_poll_errors_total") >= 1 })
+	eventually(t, 10*time.Second, "the monitor to reconnect", func() bool { return value("ddlguard_monitor_up") == 1 })
+	var n int
+	if err := super.QueryRow(ctx, "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'ddlguard-monitor'").Scan(&n); err != nil || n != 1 {
+		t.Errorf("%d monitor backends after the reconnect: %v", n, err)
+	}
+	if err := client.Ping(ctx); err != nil {
+		t.Errorf("the client's session after the monitor's loss: %v", err)
+	}
+}
