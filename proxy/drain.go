@@ -27,21 +27,15 @@ const drainMessage = "terminating connection because ddlguard is shutting down (
 // Shutdown drains the server (see above) and returns when every connection
 // has ended, or closes the rest when ctx ends and returns ctx's error.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.mu.Lock()
-	s.closed = true
-	for ln := range s.listeners {
-		ln.Close()
-	}
-	conns := make([]*clientConn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
+	conns := s.stopAccepting()
 	s.log.Info("draining", "connections", len(conns))
-	for _, c := range conns {
-		c.draining.Store(true)
-		c.closeIfIdle()
+	markAll := func(conns []*clientConn) {
+		for _, c := range conns {
+			c.draining.Store(true)
+			c.closeIfIdle()
+		}
 	}
+	markAll(conns)
 	done := make(chan struct{})
 	go func() {
 		s.wg.Wait()
@@ -57,23 +51,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-tick.C:
 			// Sessions that were in startup when the drain began, and
 			// sessions whose last answer raced with the flag.
-			s.mu.Lock()
-			all := make([]*clientConn, 0, len(s.conns))
-			for c := range s.conns {
-				all = append(all, c)
-			}
-			s.mu.Unlock()
-			for _, c := range all {
-				c.draining.Store(true)
-				c.closeIfIdle()
-			}
+			markAll(s.connections())
 		case <-ctx.Done():
-			s.mu.Lock()
-			rest := make([]*clientConn, 0, len(s.conns))
-			for c := range s.conns {
-				rest = append(rest, c)
-			}
-			s.mu.Unlock()
+			rest := s.connections()
 			s.log.Warn("drain timeout: closing the remaining sessions", "connections", len(rest))
 			for _, c := range rest {
 				c.closeForDrain()

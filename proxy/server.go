@@ -153,21 +153,34 @@ func (s *Server) Serve(ln net.Listener) error {
 // Close stops every listener, closes every connection and waits for their
 // goroutines to finish.
 func (s *Server) Close() error {
+	for _, c := range s.stopAccepting() {
+		c.closeBoth()
+	}
+	s.wg.Wait()
+	return nil
+}
+
+// stopAccepting closes every listener (new connections are refused) and
+// returns the connections being served.
+func (s *Server) stopAccepting() []*clientConn {
 	s.mu.Lock()
 	s.closed = true
 	for ln := range s.listeners {
 		ln.Close()
 	}
+	s.mu.Unlock()
+	return s.connections()
+}
+
+// connections returns the connections being served now.
+func (s *Server) connections() []*clientConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	conns := make([]*clientConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.mu.Unlock()
-	for _, c := range conns {
-		c.closeBoth()
-	}
-	s.wg.Wait()
-	return nil
+	return conns
 }
 
 // ConnCount is the number of client connections being served.
