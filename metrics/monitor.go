@@ -455,23 +455,21 @@ var ddlKeywords = []string{"alter", "create", "drop", "truncate", "reindex", "cl
 func isDDL(q string) bool {
 	for {
 		q = strings.TrimLeft(q, " \t\r\n(")
+		end := ""
 		switch {
 		case strings.HasPrefix(q, "--"):
-			_, rest, ok := strings.Cut(q, "\n")
-			if !ok {
-				return false
-			}
-			q = rest
-			continue
+			end = "\n"
 		case strings.HasPrefix(q, "/*"):
-			_, rest, ok := strings.Cut(q, "*/")
-			if !ok {
-				return false
-			}
-			q = rest
-			continue
+			end = "*/"
 		}
-		break
+		if end == "" {
+			break
+		}
+		_, rest, ok := strings.Cut(q, end) // a comment: skip it
+		if !ok {
+			return false
+		}
+		q = rest
 	}
 	end := strings.IndexFunc(q, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') })
 	if end < 0 {
