@@ -28,6 +28,8 @@ func relayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	clients := fs.String("clients", "1,16,64", "pgbench client counts (-c), comma-separated")
 	targets := fs.String("targets", "direct,ddlguard,pgbouncer", "paths to measure, comma-separated, direct first: direct, ddlguard, pgbouncer, pgbouncer-txn")
 	fs.StringVar(&opts.ddlguardBin, "ddlguard-bin", "", "ddlguard binary to run (default: build one with scripts/build.sh into a temp dir)")
+	binB := fs.String("ddlguard-bin-b", "", "variant ddlguard binary for target ddlguard-b")
+	binC := fs.String("ddlguard-bin-c", "", "variant ddlguard binary for target ddlguard-c")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	jsonFile := fs.String("json-file", "", "also write the report as JSON to this file")
 	if err := fs.Parse(args); err != nil {
@@ -38,6 +40,7 @@ func relayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return exitUsage
 	}
 	opts.modes = splitList(*modes)
+	opts.variantBins = map[string]string{targetDDLGuardB: *binB, targetDDLGuardC: *binC}
 	opts.targets = splitList(*targets)
 	var err error
 	if opts.clients, err = splitInts(*clients); err != nil {

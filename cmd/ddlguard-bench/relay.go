@@ -27,6 +27,7 @@ type relayOptions struct {
 	clients     []int
 	targets     []string
 	ddlguardBin string // "" = build with scripts/build.sh
+	variantBins map[string]string // ddlguard-b, ddlguard-c -> binary
 }
 
 var pgbenchModes = []string{"simple", "extended", "prepared"}
@@ -146,6 +147,10 @@ var ratioPairs = [][2]string{
 	{targetDDLGuard, targetPgBouncer},
 	{targetPgBouncerTx, targetDirect},
 	{targetDDLGuard, targetPgBouncerTx},
+	{targetDDLGuardB, targetDirect},
+	{targetDDLGuardC, targetDirect},
+	{targetDDLGuardB, targetDDLGuard},
+	{targetDDLGuardC, targetDDLGuard},
 }
 
 // benchEnv is what a relay run starts: PostgreSQL and the proxies.
@@ -306,6 +311,9 @@ func startBenchEnv(ctx context.Context, opts relayOptions, dir, bin, bouncer, bo
 		case targetDDLGuard:
 			progress("starting ddlguard (%s)", bin)
 			s, err = startDDLGuardBinary(bin, dir, cluster.Addr())
+		case targetDDLGuardB, targetDDLGuardC:
+			progress("starting %s (%s)", t, opts.variantBins[t])
+			s, err = startDDLGuardBinaryAs(t, opts.variantBins[t], dir, cluster.Addr())
 		case targetPgBouncer:
 			progress("starting PgBouncer %s, pool_mode session", bouncerVersion)
 			s, err = startPgBouncer(bouncer, dir, t, "session", env.addrs[targetDirect], pgcluster.AppDatabase, poolSize, false)

@@ -30,9 +30,13 @@ const (
 	targetDDLGuard    = "ddlguard"      // the ddlguard binary, default configuration
 	targetPgBouncer   = "pgbouncer"     // PgBouncer, pool_mode = session
 	targetPgBouncerTx = "pgbouncer-txn" // PgBouncer, pool_mode = transaction (opt-in)
+	// Variant binaries (--ddlguard-bin-b, --ddlguard-bin-c), measured
+	// interleaved with the others to compare changes to the relay.
+	targetDDLGuardB = "ddlguard-b"
+	targetDDLGuardC = "ddlguard-c"
 )
 
-var knownTargets = []string{targetDirect, targetDDLGuard, targetPgBouncer, targetPgBouncerTx}
+var knownTargets = []string{targetDirect, targetDDLGuard, targetPgBouncer, targetPgBouncerTx, targetDDLGuardB, targetDDLGuardC}
 
 // benchUser is the role every path connects as. Its pg_hba method is trust,
 // so no password exchange differs between paths (PgBouncer's auth_type is
@@ -184,6 +188,10 @@ func buildDDLGuard(ctx context.Context, dir string) (string, error) {
 // variables are removed from its environment so that the caller's cannot
 // change that.
 func startDDLGuardBinary(bin, dir, upstream string) (*service, error) {
+	return startDDLGuardBinaryAs(targetDDLGuard, bin, dir, upstream)
+}
+
+func startDDLGuardBinaryAs(name, bin, dir, upstream string) (*service, error) {
 	addr, err := freeEndpoint()
 	if err != nil {
 		return nil, err
@@ -198,7 +206,7 @@ func startDDLGuardBinary(bin, dir, upstream string) (*service, error) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	return startService(targetDDLGuard, cmd, addr, filepath.Join(dir, "ddlguard.log"))
+	return startService(name, cmd, addr, filepath.Join(dir, name+".log"))
 }
 
 // binaryVersion returns what `ddlguard version` prints after the name.
