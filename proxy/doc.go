@@ -19,5 +19,7 @@
 // startup.go (startup packets, SSL/GSSENC negotiation), upstream.go (dialing
 // and TLS to the upstream), auth.go (authentication relay), cancel.go
 // (CancelRequest routing), relay.go (steady-state relay loop), limits.go
-// (frame reading and size limits), session.go (observed session state).
+// (frame reading and size limits), session.go (observed session state),
+// clientwatch.go (noticing a client that hangs up while ddlguard waits or
+// works on its behalf).
 package proxy

@@ -367,7 +367,7 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 			bs := longHolders(all, seen)
 			waitForHidden := len(bs) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
 			seen = hiddenHolders(all)
-			if (len(bs) > 0 || waitForHidden) && time.Now().Before(deadline) && !c.closing() && !c.userCancel.Load() {
+			if (len(bs) > 0 || waitForHidden) && time.Now().Before(deadline) && !c.clientLeft() && !c.userCancel.Load() {
 				c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
 				continue
 			}
@@ -388,7 +388,7 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 		// Holders whose details are hidden: look once more before deciding.
 		waitForHidden := len(pf.blockers) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
 		seen = hiddenHolders(all)
-		if (len(pf.blockers) == 0 && !waitForHidden) || !time.Now().Before(deadline) || c.closing() || c.userCancel.Load() {
+		if (len(pf.blockers) == 0 && !waitForHidden) || !time.Now().Before(deadline) || c.clientLeft() || c.userCancel.Load() {
 			return pf, nil
 		}
 		c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
@@ -398,7 +398,7 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 // pause sleeps, waking early when the client cancels or goes away.
 func (c *clientConn) pause(d time.Duration) {
 	end := time.Now().Add(d)
-	for time.Now().Before(end) && !c.userCancel.Load() && !c.closing() {
+	for time.Now().Before(end) && !c.userCancel.Load() && !c.clientLeft() {
 		time.Sleep(min(10*time.Millisecond, time.Until(end)))
 	}
 }
@@ -440,7 +440,9 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 	}
 	c.userCancel.Store(false)
 	start := time.Now()
+	stop := c.watchClient()
 	out := c.runWithPlan(frames, p, retryable)
+	stop()
 	c.srv.obs.GuardedDone(p.kind, time.Since(start), out.lockWait)
 	switch {
 	case out.cancelled:
@@ -448,7 +450,7 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 	case out.blocked != nil:
 		return c.deliverFinal(p, out.blocked, out.attempts)
 	case out.answer == nil:
-		return dropFrame, nil // connection is going away
+		return dropFrame, nil // the client or the connection is going away
 	}
 	c.deliver(out.answer)
 	return dropFrame, nil
@@ -471,6 +473,9 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 	inTx := c.sess.TxStatus() == TxInBlock
 	retry := !inTx && retryable
 	deadline := time.Now().Add(cfg.RetryBudget)
+	if !c.cleanupUntil.IsZero() && c.cleanupUntil.Before(deadline) {
+		deadline = c.cleanupUntil // the clean-up after a departed client
+	}
 	c.waitingForClient.Store(true)
 	defer c.waitingForClient.Store(false)
 	obs := c.srv.obs
@@ -482,6 +487,9 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 		waitStart := time.Now()
 		pf, err := c.waitForBlockers(p, deadline)
 		obs.BlockerWait(time.Since(waitStart))
+		if c.clientLeft() {
+			return runOutcome{attempts: attempt, lockWait: lockWait} // nothing more runs for a departed client
+		}
 		if c.userCancel.Swap(false) {
 			return runOutcome{cancelled: true, lockWait: lockWait}
 		}
@@ -499,9 +507,14 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 				c.srv.log.Warn("could not set lock_timeout", "conn_id", c.id, "err", err)
 			}
 		}
+		if c.clientLeft() {
+			return runOutcome{attempts: attempt, lockWait: lockWait}
+		}
 		c.waitingForClient.Store(false) // the statement runs now: cancels go to the server
 		sent := time.Now()
+		c.stepRunning.Store(true)
 		answer, err := c.internalSend(frames, 24*time.Hour)
+		c.stepRunning.Store(false)
 		if err != nil {
 			return runOutcome{lockWait: lockWait}
 		}
@@ -520,6 +533,9 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 			c.srv.log.Info("lock timeout; retrying", "conn_id", c.id, "attempt", attempt+1)
 			c.waitingForClient.Store(true)
 			c.pause(min(backoff(cfg, attempt), time.Until(deadline)))
+			if c.clientLeft() {
+				return runOutcome{attempts: attempt + 1, lockWait: lockWait}
+			}
 			if c.userCancel.Load() {
 				return runOutcome{answer: answer, attempts: attempt + 1, lockWait: lockWait}
 			}
@@ -656,8 +672,13 @@ func (c *clientConn) protectBatch(p *timeoutPlan) bool {
 	}
 	inTx := c.sess.TxStatus() == TxInBlock
 	c.waitingForClient.Store(true)
+	stop := c.watchClient()
 	pf, err := c.waitForBlockers(p, time.Now().Add(c.srv.cfg.Exec.RetryBudget))
+	stop()
 	c.waitingForClient.Store(false)
+	if c.clientLeft() {
+		return false
+	}
 	if err != nil {
 		pf = &preflight{lockTimeout: "0"}
 	}
@@ -752,6 +773,9 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 			return replaceFrame, held
 		}
 		if !c.protectBatch(b.plan) {
+			if c.clientLeft() {
+				return dropFrame, nil // the client has gone: its batch is not sent
+			}
 			c.srv.log.Warn("batch that needs a lock timeout could not be protected", "conn_id", c.id)
 		}
 		if typ == 'X' {

@@ -262,6 +262,10 @@ func (c *clientConn) internalQuery(sql string, limit time.Duration) ([]divertedF
 	return c.internalSend(frame, limit)
 }
 
+// errUpstreamEnded: the upstream leg ended before ddlguard's own query was
+// answered.
+var errUpstreamEnded = errors.New("the upstream connection ended before the answer")
+
 // internalSend sends frames that end in exactly one ReadyForQuery (a Query,
 // or an extended batch ending in Sync) and collects the answer.
 func (c *clientConn) internalSend(frame []byte, limit time.Duration) ([]divertedFrame, error) {
@@ -277,6 +281,8 @@ func (c *clientConn) internalSend(frame []byte, limit time.Duration) ([]diverted
 	}
 	select {
 	case <-d.done:
+	case <-c.upstreamEndedCh():
+		return nil, errUpstreamEnded
 	case <-time.After(limit):
 		// The answer will still come and still be diverted; only this
 		// statement goes without facts.

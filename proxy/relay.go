@@ -452,6 +452,7 @@ func (c *clientConn) pumpFromUpstream() {
 		inspect: &upstreamInspect, inspectAll: &c.inspectAll, hook: c.fromUpstream, counter: &c.sess.bytesToClient,
 		obs: c.srv.obs, wmu: &c.cwMu, after: c.afterUpstreamFrame}
 	last, mid, err := p.run()
+	close(c.upstreamEndedCh())
 	var fe *frameError
 	var we *writeError
 	c.end.mu.Lock()

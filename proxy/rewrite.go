@@ -24,6 +24,18 @@ import (
 // dropped concurrently, so the failure leaves what the original
 // statement's failure would have left; what could not be taken back is
 // named in the notice.
+//
+// A client that hangs up mid-sequence (clientwatch.go) is treated like a
+// failing step: a step of its running on the server is cancelled, later
+// steps never run, and steps 1..k-1 are taken back on the upstream
+// connection before the relay closes it. The clean-up waits for blockers
+// like any step, but for a departed client all of it ends within one retry
+// budget (blocker waits end by then, and each clean-up statement runs with
+// statement_timeout = the time left), so its backend does not outlive it
+// by more. Nobody is left to read the notice: what was taken back is
+// logged, and what could not be (or what is left when the upstream
+// connection itself was lost) is logged at WARN with the SQL that removes
+// it.
 
 const codeRewritten = "01Z03"
 
@@ -41,11 +53,16 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 	out := rewriteOutcome{status: c.sess.TxStatus()}
 	steps := d.Deciding.Rewrite
 	table := rewriteTable(d)
-	invalidBefore, _ := c.invalidIndexes(table)
+	invalidBefore, beforeErr := c.invalidIndexes(table)
 	c.userCancel.Store(false)
 	for i, step := range steps {
-		answer, errBody, waited := c.runStep(g, step, d.LockTimeout)
-		out.lockWait += waited
+		var answer []divertedFrame
+		var errBody []byte
+		if !c.clientLeft() { // nothing more runs for a client that has gone
+			var waited time.Duration
+			answer, errBody, waited = c.runStep(g, step, d.LockTimeout)
+			out.lockWait += waited
+		}
 		if errBody == nil && answer != nil {
 			out.ran = append(out.ran, step)
 			out.status = lastStatus(answer, out.status)
@@ -58,18 +75,26 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 		if out.errBody == nil {
 			out.errBody = errorBody(codeConnectionFailure, "ddlguard: the connection failed during a rewrite step", step, "")
 		}
+		c.beginCleanup()
+		if c.clientGone.Load() {
+			// Nobody can cancel the clean-up of a departed client: it ends
+			// within the retry budget.
+			c.cleanupUntil = time.Now().Add(c.srv.cfg.Exec.RetryBudget)
+		}
 		for j := i - 1; j >= 0; j-- {
 			if u := guard.UndoStatement(steps[j]); u != "" {
 				c.undo(g, u, &out)
 			}
 		}
-		if after, err := c.invalidIndexes(table); err == nil {
+		if after, err := c.invalidIndexes(table); err == nil && beforeErr == nil {
 			for _, ix := range after {
 				if !contains(invalidBefore, ix) {
 					c.undo(g, "DROP INDEX CONCURRENTLY IF EXISTS "+ix, &out)
 				}
 			}
 		}
+		c.cleanupUntil = time.Time{}
+		c.endCleanup()
 		return out
 	}
 	return out
@@ -84,7 +109,9 @@ func (c *clientConn) runStep(g *guard.Guard, step string, lockTimeout time.Durat
 	p := c.stepPlan(g, step, lockTimeout)
 	var o runOutcome
 	if p == nil {
+		c.stepRunning.Store(true)
 		answer, err := c.internalQuery(step, 24*time.Hour)
+		c.stepRunning.Store(false)
 		o = runOutcome{answer: answer}
 		if err != nil {
 			o.answer = nil
@@ -131,9 +158,17 @@ func (c *clientConn) stepPlan(g *guard.Guard, step string, lockTimeout time.Dura
 	return p
 }
 
-// undo runs a clean-up statement, recording whether it worked.
+// undo runs a clean-up statement, recording whether it worked. Past
+// c.cleanupUntil it is not run; before, statement_timeout bounds it.
 func (c *clientConn) undo(g *guard.Guard, sql string, out *rewriteOutcome) {
-	if _, errBody, _ := c.runStep(g, sql, c.srv.guard.Load().Config().LockTimeout); errBody != nil {
+	if !c.cleanupUntil.IsZero() {
+		left := time.Until(c.cleanupUntil)
+		if left < time.Millisecond || c.hidden(fmt.Sprintf("SET statement_timeout = '%dms'", left.Milliseconds())) != nil {
+			out.kept = append(out.kept, sql)
+			return
+		}
+	}
+	if answer, errBody, _ := c.runStep(g, sql, c.srv.guard.Load().Config().LockTimeout); errBody != nil || answer == nil {
 		out.kept = append(out.kept, sql)
 		return
 	}
@@ -258,10 +293,31 @@ func (c *clientConn) rewriteQuery(g *guard.Guard, d *guard.Decision) (frameActio
 // observedRewrite is executeRewrite, reported to the Observer.
 func (c *clientConn) observedRewrite(g *guard.Guard, d *guard.Decision) rewriteOutcome {
 	start := time.Now()
+	stop := c.watchClient()
 	o := c.executeRewrite(g, d)
+	stop()
+	if o.errBody != nil && (c.clientGone.Load() || c.closing()) {
+		c.logInterruptedRewrite(d, o)
+	}
 	c.srv.obs.Rewritten(d.Deciding.Rule, o.errBody == nil)
 	c.srv.obs.GuardedDone(d.Kind, time.Since(start), o.lockWait)
 	return o
+}
+
+// logInterruptedRewrite logs how a sequence ended whose client is gone (or
+// whose connection was lost): nobody reads the notice.
+func (c *clientConn) logInterruptedRewrite(d *guard.Decision, o rewriteOutcome) {
+	msg := "client left during an executed rewrite"
+	if !c.clientGone.Load() {
+		msg = "connection lost during an executed rewrite"
+	}
+	attrs := []any{"conn_id", c.id, "rule", d.Deciding.Rule, "kind", d.Kind, "ran", o.ran, "taken_back", o.undone}
+	if len(o.kept) == 0 {
+		c.srv.log.Info(msg+"; what its steps created was taken back", attrs...)
+		return
+	}
+	c.srv.log.Warn(msg+"; some of what its steps created is left: run left_behind to remove it",
+		append(attrs, "left_behind", o.kept)...)
 }
 
 // rewriteBatch runs the sequence of a held extended-protocol batch, then

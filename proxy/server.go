@@ -275,6 +275,19 @@ type clientConn struct {
 	// whose PL/pgSQL context is ddlguard's.
 	stripNextContext atomic.Bool
 
+	// clientGone: the client hung up while ddlguard worked on its behalf;
+	// stepRunning: the server runs the client's guarded statement or a
+	// rewrite step; cleaningUp: ddlguard takes back a rewrite's steps;
+	// goneMu orders them (clientwatch.go).
+	clientGone, stepRunning, cleaningUp atomic.Bool
+	goneMu                              sync.Mutex
+	// cleanupUntil bounds the clean-up after a departed client (client
+	// pump only).
+	cleanupUntil time.Time
+	// upstreamEnded (see upstreamEndedCh) is closed when the upstream pump
+	// stops: an answer ddlguard waits for will not come. Guarded by mu.
+	upstreamEnded chan struct{}
+
 	// Extended-protocol timeout state (execute.go), client pump only.
 	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan
 	restoreOnSync *restorePlan            // set when a batch runs with an injected lock_timeout
@@ -370,6 +383,16 @@ func (c *clientConn) closeBoth() {
 	if up != nil {
 		up.Close()
 	}
+}
+
+// upstreamEndedCh is the channel closed when the upstream pump stops.
+func (c *clientConn) upstreamEndedCh() chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.upstreamEnded == nil {
+		c.upstreamEnded = make(chan struct{})
+	}
+	return c.upstreamEnded
 }
 
 // closeUpstream closes only the upstream leg.
