@@ -26,7 +26,7 @@ type relayOptions struct {
 	modes       []string
 	clients     []int
 	targets     []string
-	ddlguardBin string // "" = build with scripts/build.sh
+	ddlguardBin string            // "" = build with scripts/build.sh
 	variantBins map[string]string // ddlguard-b, ddlguard-c -> binary
 }
 
