@@ -186,32 +186,20 @@ func stormCases() []stormCase {
 		}(), false, "08P01", "invalid startup packet layout", quick)},
 		{"replication", 100, preStartup(startupPacket(3<<16, []string{"user", "x", "replication", "database"}), false, "0A000", "replication", quick)},
 		{"SSLRequest, then drop", 150, func(addr string) string {
-			conn, err := stormDial(addr)
-			if err != nil {
-				return "dial: " + err.Error()
+			conn, problem := sslAccepted(addr, ssl, quick)
+			if conn == nil {
+				return problem
 			}
 			defer conn.Close()
-			conn.Write(ssl)
-			var b [1]byte
-			conn.SetReadDeadline(time.Now().Add(quick))
-			if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != 'S' {
-				return fmt.Sprintf("SSLRequest answered %q, %v", b[0], err)
-			}
 			conn.(*net.TCPConn).CloseWrite()
 			return expectClose(conn, "", "", quick)
 		}},
 		{"SSLRequest, then garbage", 100, func(addr string) string {
-			conn, err := stormDial(addr)
-			if err != nil {
-				return "dial: " + err.Error()
+			conn, problem := sslAccepted(addr, ssl, quick)
+			if conn == nil {
+				return problem
 			}
 			defer conn.Close()
-			conn.Write(ssl)
-			var b [1]byte
-			conn.SetReadDeadline(time.Now().Add(quick))
-			if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != 'S' {
-				return fmt.Sprintf("SSLRequest answered %q, %v", b[0], err)
-			}
 			conn.Write([]byte("this is not a TLS ClientHello\r\n"))
 			data, closed, _ := stormEnd(conn, quick)
 			if !closed {
@@ -430,4 +418,21 @@ func TestStormBadClients(t *testing.T) {
 			WHERE application_name = 'storm'`).Scan(&n)
 		return n == 0
 	})
+}
+
+// sslAccepted dials addr and sends an SSLRequest, which must be answered
+// 'S'; it returns the connection, or nil and what went wrong.
+func sslAccepted(addr string, sslRequest []byte, wait time.Duration) (net.Conn, string) {
+	conn, err := stormDial(addr)
+	if err != nil {
+		return nil, "dial: " + err.Error()
+	}
+	conn.Write(sslRequest)
+	var b [1]byte
+	conn.SetReadDeadline(time.Now().Add(wait))
+	if _, err := io.ReadFull(conn, b[:]); err != nil || b[0] != 'S' {
+		conn.Close()
+		return nil, fmt.Sprintf("SSLRequest answered %q, %v", b[0], err)
+	}
+	return conn, ""
 }

@@ -32,11 +32,7 @@ func relayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	binC := fs.String("ddlguard-bin-c", "", "variant ddlguard binary for target ddlguard-c")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	jsonFile := fs.String("json-file", "", "also write the report as JSON to this file")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ddlguard-bench relay: unexpected arguments %q\n", fs.Args())
+	if !parseArgs(fs, args, stderr) {
 		return exitUsage
 	}
 	opts.modes = splitList(*modes)
@@ -89,11 +85,7 @@ func profileCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.DurationVar(&opts.warmup, "warmup", 3*time.Second, "unprofiled warm-up run first (0: none)")
 	fs.IntVar(&opts.scale, "scale", 10, "pgbench scale factor (-s)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if err := fs.Parse(args); err != nil {
-		return exitUsage
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "ddlguard-bench profile: unexpected arguments %q\n", fs.Args())
+	if !parseArgs(fs, args, stderr) {
 		return exitUsage
 	}
 	if err := opts.validate(); err != nil {
@@ -144,4 +136,17 @@ func splitInts(s string) ([]int, error) {
 		out = append(out, n)
 	}
 	return out, nil
+}
+
+// parseArgs parses a command's flags; it reports false (having said why on
+// stderr) for a bad flag or any argument left over.
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
+	if err := fs.Parse(args); err != nil {
+		return false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return false
+	}
+	return true
 }
