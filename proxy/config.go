@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -99,21 +100,11 @@ type Config struct {
 
 // withDefaults returns c with zero fields replaced by their defaults.
 func (c Config) withDefaults() Config {
-	if c.Listen == "" {
-		c.Listen = DefaultListen
-	}
-	if c.UpstreamTLSMode == "" {
-		c.UpstreamTLSMode = UpstreamTLSPrefer
-	}
-	if c.ConnectTimeout == 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
-	if c.StartupTimeout == 0 {
-		c.StartupTimeout = DefaultStartupTimeout
-	}
-	if c.MaxMessageSize == 0 {
-		c.MaxMessageSize = DefaultMaxMessageSize
-	}
+	c.Listen = cmp.Or(c.Listen, DefaultListen)
+	c.UpstreamTLSMode = cmp.Or(c.UpstreamTLSMode, UpstreamTLSPrefer)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
+	c.StartupTimeout = cmp.Or(c.StartupTimeout, DefaultStartupTimeout)
+	c.MaxMessageSize = cmp.Or(c.MaxMessageSize, DefaultMaxMessageSize)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}

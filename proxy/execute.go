@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -69,21 +70,11 @@ const (
 )
 
 func (e ExecConfig) withDefaults() ExecConfig {
-	if e.RetryBudget == 0 {
-		e.RetryBudget = DefaultRetryBudget
-	}
-	if e.BackoffMin == 0 {
-		e.BackoffMin = DefaultBackoffMin
-	}
-	if e.BackoffMax == 0 {
-		e.BackoffMax = DefaultBackoffMax
-	}
-	if e.BlockerPoll == 0 {
-		e.BlockerPoll = DefaultBlockerPoll
-	}
-	if e.IdleInTransactionTimeout == 0 {
-		e.IdleInTransactionTimeout = DefaultIdleInTransactionTimeout
-	}
+	e.RetryBudget = cmp.Or(e.RetryBudget, DefaultRetryBudget)
+	e.BackoffMin = cmp.Or(e.BackoffMin, DefaultBackoffMin)
+	e.BackoffMax = cmp.Or(e.BackoffMax, DefaultBackoffMax)
+	e.BlockerPoll = cmp.Or(e.BlockerPoll, DefaultBlockerPoll)
+	e.IdleInTransactionTimeout = cmp.Or(e.IdleInTransactionTimeout, DefaultIdleInTransactionTimeout)
 	return e
 }
 
