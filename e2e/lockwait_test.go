@@ -301,82 +301,11 @@ func lwReaders(t *testing.T, connect func(app string) *pgx.Conn) *lwLoad {
 	return l
 }
 
-// lwLockWatch samples, from a direct superuser connection, how many
-// sessions wait in the lock queue of t.
-type lwLockWatch struct {
-	stop chan struct{}
-	done chan struct{}
-
-	mu      sync.Mutex
-	samples []lwWaitSample
-	err     error
-}
-
-type lwWaitSample struct {
-	at      time.Time
-	waiting int
-}
-
-func lwWatchLocks(t *testing.T) *lwLockWatch {
+// lwWatchLocks watches, from a direct superuser connection, the lock
+// queue of t.
+func lwWatchLocks(t *testing.T) *queueWatch {
 	t.Helper()
-	conn := superConn(t, lwDatabase)
-	w := &lwLockWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-time.After(50 * time.Millisecond):
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			var n int
-			err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks
-				WHERE locktype = 'relation' AND relation = 't'::regclass AND NOT granted`).Scan(&n)
-			cancel()
-			w.mu.Lock()
-			if err != nil {
-				w.err = err
-				w.mu.Unlock()
-				return
-			}
-			w.samples = append(w.samples, lwWaitSample{time.Now(), n})
-			w.mu.Unlock()
-		}
-	}()
-	t.Cleanup(w.finish)
-	return w
-}
-
-func (w *lwLockWatch) finish() {
-	select {
-	case <-w.stop:
-	default:
-		close(w.stop)
-	}
-	<-w.done
-}
-
-// between returns, for the samples taken in [from, to), how many there
-// were, how many saw sessions queued for t, and the most queued at once.
-func (w *lwLockWatch) between(t *testing.T, from, to time.Time) (samples, queued, most int) {
-	t.Helper()
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.err != nil {
-		t.Fatalf("lock watch: %v", w.err)
-	}
-	for _, s := range w.samples {
-		if s.at.Before(from) || !s.at.Before(to) {
-			continue
-		}
-		samples++
-		if s.waiting > 0 {
-			queued++
-		}
-		most = max(most, s.waiting)
-	}
-	return samples, queued, most
+	return watchQueue(t, superConn(t, lwDatabase), "t", 50*time.Millisecond)
 }
 
 // The seed timeline: the blocker holds ACCESS SHARE for lwSeedHold; the

@@ -641,3 +641,83 @@ func startPG18Cluster(t *testing.T) *pgcluster.Cluster {
 	}
 	return c
 }
+
+// queueWatch samples, on a connection of its own, how many lock requests
+// wait in the queue of one relation.
+type queueWatch struct {
+	stop chan struct{}
+	done chan struct{}
+
+	mu      sync.Mutex
+	samples []queueSample
+	err     error
+}
+
+type queueSample struct {
+	at      time.Time
+	waiting int
+}
+
+// watchQueue samples rel's lock queue on conn every interval until
+// finish (or the test's end).
+func watchQueue(t *testing.T, conn *pgx.Conn, rel string, every time.Duration) *queueWatch {
+	t.Helper()
+	w := &queueWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for {
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(every):
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			var n int
+			err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks
+				WHERE locktype = 'relation' AND relation = $1::regclass AND NOT granted`, rel).Scan(&n)
+			cancel()
+			w.mu.Lock()
+			if err != nil {
+				w.err = err
+				w.mu.Unlock()
+				return
+			}
+			w.samples = append(w.samples, queueSample{time.Now(), n})
+			w.mu.Unlock()
+		}
+	}()
+	t.Cleanup(w.finish)
+	return w
+}
+
+// finish stops the sampling (once; later calls do nothing).
+func (w *queueWatch) finish() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	<-w.done
+}
+
+// between returns, for the samples taken in [from, to), how many there
+// were, how many saw requests queued, and the most queued at once.
+func (w *queueWatch) between(t *testing.T, from, to time.Time) (samples, queued, most int) {
+	t.Helper()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		t.Fatalf("lock queue watch: %v", w.err)
+	}
+	for _, s := range w.samples {
+		if s.at.Before(from) || !s.at.Before(to) {
+			continue
+		}
+		samples++
+		if s.waiting > 0 {
+			queued++
+		}
+		most = max(most, s.waiting)
+	}
+	return samples, queued, most
+}

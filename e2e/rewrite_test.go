@@ -965,56 +965,6 @@ func TestRewriteNodePgMigrate(t *testing.T) {
 	t.Logf("done in %s", time.Since(begin).Round(time.Millisecond))
 }
 
-// rwQueueWatch samples, on a connection of its own, how many lock requests
-// on wide wait in its queue.
-type rwQueueWatch struct {
-	stop, done      chan struct{}
-	samples, queued int
-	err             error
-}
-
-func rwWatchQueue(t *testing.T) *rwQueueWatch {
-	t.Helper()
-	conn := connectDirect(t, cluster, rwUser, rwDatabase)
-	w := &rwQueueWatch{stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		for {
-			select {
-			case <-w.stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			var n int
-			err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_locks
-				WHERE locktype = 'relation' AND relation = 'wide'::regclass AND NOT granted`).Scan(&n)
-			cancel()
-			if err != nil {
-				w.err = err
-				return
-			}
-			w.samples++
-			if n > 0 {
-				w.queued++
-			}
-		}
-	}()
-	return w
-}
-
-// finish stops the sampling and returns how many samples there were and
-// how many saw a request queued for wide.
-func (w *rwQueueWatch) finish(t *testing.T) (samples, queued int) {
-	t.Helper()
-	close(w.stop)
-	<-w.done
-	if w.err != nil {
-		t.Fatalf("lock queue watch: %v", w.err)
-	}
-	return w.samples, w.queued
-}
-
 // TestRewriteDomainValidateBlocked: the VALIDATE step of the
 // alter-domain-add-constraint rewrite locks SHARE, and scans, the tables
 // the domain's facts name (wide), so it runs as every step with a strong
@@ -1051,7 +1001,7 @@ func TestRewriteDomainValidateBlocked(t *testing.T) {
 				conn, notices := rwConnect(t, p)
 				what := sql + " (" + protocol + ", facts on the " + facts + ")"
 
-				watch := rwWatchQueue(t)
+				watch := watchQueue(t, connectDirect(t, cluster, rwUser, rwDatabase), "wide", 20*time.Millisecond)
 				var err error
 				var took time.Duration
 				load := writers.during(t, func() {
@@ -1059,7 +1009,8 @@ func TestRewriteDomainValidateBlocked(t *testing.T) {
 					_, err = rwRun(enfCtx(t), conn, protocol, sql)
 					took = time.Since(at)
 				})
-				samples, queued := watch.finish(t)
+				watch.finish()
+				samples, queued, _ := watch.between(t, time.Time{}, time.Now())
 				rwExecAll(t, blocker, "ROLLBACK")
 
 				pe := lwWantCode(t, what, err, "55P03")
