@@ -32,7 +32,7 @@ func relayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	binC := fs.String("ddlguard-bin-c", "", "variant ddlguard binary for target ddlguard-c")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	jsonFile := fs.String("json-file", "", "also write the report as JSON to this file")
-	if !parseArgs(fs, args, stderr) {
+	if !parseArgs(fs, args, stderr, nil) {
 		return exitUsage
 	}
 	opts.modes = splitList(*modes)
@@ -85,11 +85,7 @@ func profileCommand(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs.DurationVar(&opts.warmup, "warmup", 3*time.Second, "unprofiled warm-up run first (0: none)")
 	fs.IntVar(&opts.scale, "scale", 10, "pgbench scale factor (-s)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if !parseArgs(fs, args, stderr) {
-		return exitUsage
-	}
-	if err := opts.validate(); err != nil {
-		fmt.Fprintln(stderr, "ddlguard-bench profile:", err)
+	if !parseArgs(fs, args, stderr, func() error { return opts.validate() }) { // a closure: opts as parsed, not as now
 		return exitUsage
 	}
 	rep, err := runProfile(ctx, opts, stderr)
@@ -138,15 +134,22 @@ func splitInts(s string) ([]int, error) {
 	return out, nil
 }
 
-// parseArgs parses a command's flags; it reports false (having said why on
-// stderr) for a bad flag or any argument left over.
-func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer) bool {
+// parseArgs parses a command's flags and, when validate is not nil,
+// checks the options; it reports false (having said why on stderr) for a
+// bad flag, an argument left over or options validate refuses.
+func parseArgs(fs *flag.FlagSet, args []string, stderr io.Writer, validate func() error) bool {
 	if err := fs.Parse(args); err != nil {
 		return false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "%s: unexpected arguments %q\n", fs.Name(), fs.Args())
 		return false
+	}
+	if validate != nil {
+		if err := validate(); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+			return false
+		}
 	}
 	return true
 }

@@ -118,11 +118,7 @@ func seedCommand(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fs.DurationVar(&opts.hold, "hold", 5*time.Second, "how long the blocking transaction stays open")
 	fs.IntVar(&opts.rows, "rows", 400000, "rows in table t (padded so that t is larger than 10 MiB)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if !parseArgs(fs, args, stderr) {
-		return exitUsage
-	}
-	if err := opts.validate(); err != nil {
-		fmt.Fprintln(stderr, "ddlguard-bench seed:", err)
+	if !parseArgs(fs, args, stderr, func() error { return opts.validate() }) { // a closure: opts as parsed, not as now
 		return exitUsage
 	}
 

@@ -1,0 +1,31 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+)
+
+// Bad flags are refused before anything starts (the options are checked
+// as parsed, not as they were before parsing).
+func TestCommandsRefuseBadOptions(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // anything that tried to start a cluster would fail, not hang
+	for _, c := range []struct {
+		name string
+		run  func(context.Context, []string, *bytes.Buffer, *bytes.Buffer) int
+		args []string
+		want string
+	}{
+		{"seed", func(ctx context.Context, a []string, o, e *bytes.Buffer) int { return seedCommand(ctx, a, o, e) }, []string{"--readers", "0"}, "--readers"},
+		{"profile", func(ctx context.Context, a []string, o, e *bytes.Buffer) int { return profileCommand(ctx, a, o, e) }, []string{"--clients", "0"}, "--clients"},
+		{"relay", func(ctx context.Context, a []string, o, e *bytes.Buffer) int { return relayCommand(ctx, a, o, e) }, []string{"--clients", "x"}, "--clients"},
+		{"extra argument", func(ctx context.Context, a []string, o, e *bytes.Buffer) int { return seedCommand(ctx, a, o, e) }, []string{"extra"}, "unexpected arguments"},
+	} {
+		var out, errOut bytes.Buffer
+		if code := c.run(ctx, c.args, &out, &errOut); code != exitUsage || !strings.Contains(errOut.String(), c.want) {
+			t.Errorf("%s %v: exit %d, stderr %q; want exit %d naming %s", c.name, c.args, code, errOut.String(), exitUsage, c.want)
+		}
+	}
+}
