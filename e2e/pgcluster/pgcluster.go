@@ -333,7 +333,7 @@ func (c *Cluster) writeConf() error {
 		"fsync = off",
 		"synchronous_commit = off",
 		"full_page_writes = off",
-		"max_connections = 300",
+		"max_connections = 700", // TestManyConnections holds 500 at once, beside the tests running in parallel
 		"shared_buffers = 128MB",
 		"logging_collector = off",
 		"password_encryption = 'scram-sha-256'",
