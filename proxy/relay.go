@@ -254,6 +254,11 @@ func (c *clientConn) relay() {
 	}()
 	c.pumpFromUpstream()
 	<-done
+	// The connection is over: a pending Terminate grace timer would only
+	// keep it (and its buffers) in memory until it fires.
+	if c.terminateGraceTimer != nil {
+		c.terminateGraceTimer.Stop()
+	}
 }
 
 // fromClient is the client pump's hook. Policy runs here, before the
@@ -407,7 +412,7 @@ func (c *clientConn) pumpFromClient() {
 		// Terminate relayed (see fromClient). The server answers whatever
 		// preceded it and then closes; let those answers through, as a
 		// direct connection would.
-		time.AfterFunc(terminateGrace, c.closeUpstream)
+		c.terminateGraceTimer = time.AfterFunc(terminateGrace, c.closeUpstream)
 		return
 	case errors.As(err, &fe):
 		c.end.set(fe.Error())

@@ -253,6 +253,9 @@ type clientConn struct {
 	id                              uint64 // connection id, for logs
 
 	end relayEnd
+	// terminateGraceTimer closes the upstream leg terminateGrace after the
+	// client's Terminate left; set by the client pump, stopped by relay.
+	terminateGraceTimer *time.Timer
 
 	// Policy state, used by the client pump only (intercept.go).
 	gsess guard.Session
