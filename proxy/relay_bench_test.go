@@ -111,7 +111,12 @@ func BenchmarkRelayRoundTrip(b *testing.B) {
 	})
 	b.Run("pumps", func(b *testing.B) {
 		server := startFakeServer(b)
-		proxyAddr := startPumpRelay(b, server)
+		proxyAddr := startPumpRelay(b, server, false)
+		benchRoundTrips(b, proxyAddr)
+	})
+	b.Run("pumps-rawsock", func(b *testing.B) {
+		server := startFakeServer(b)
+		proxyAddr := startPumpRelay(b, server, true)
 		benchRoundTrips(b, proxyAddr)
 	})
 }
@@ -182,8 +187,9 @@ func startFakeServer(b *testing.B) string {
 // startPumpRelay listens on loopback and relays each connection to upstream
 // with two pumps, as clientConn.relay does after startup: the client pump
 // with clientInspect, the upstream pump with upstreamInspect, hooks that
-// forward every frame, buffers of relayBufferSize.
-func startPumpRelay(b *testing.B, upstream string) string {
+// forward every frame, buffers of relayBufferSize; raw: over withRawIO, as
+// clientConn does, else over the plain net.Conns.
+func startPumpRelay(b *testing.B, upstream string, raw bool) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -204,6 +210,9 @@ func startPumpRelay(b *testing.B, upstream string) string {
 			}
 			b.Cleanup(func() { client.Close(); server.Close() })
 			var toServer, toClient atomic.Int64
+			if raw {
+				client, server = withRawIO(client), withRawIO(server)
+			}
 			up := pump{r: bufio.NewReaderSize(client, relayBufferSize), w: bufio.NewWriterSize(server, relayBufferSize),
 				limit: DefaultMaxMessageSize, side: "client", inspect: &clientInspect, hook: forward,
 				counter: &toServer, toUpstream: true}

@@ -196,14 +196,15 @@ func (s *Server) newClientConn(conn net.Conn) *clientConn {
 	if s.closed {
 		return nil
 	}
+	relayed := withRawIO(conn)
 	c := &clientConn{
 		srv:    s,
 		id:     s.nextID.Add(1),
 		idle:   make(chan struct{}, 1),
 		raw:    conn,
 		client: conn,
-		cr:     bufio.NewReaderSize(conn, relayBufferSize),
-		cw:     bufio.NewWriterSize(conn, relayBufferSize),
+		cr:     bufio.NewReaderSize(relayed, relayBufferSize),
+		cw:     bufio.NewWriterSize(relayed, relayBufferSize),
 	}
 	c.sess.ClientAddr = conn.RemoteAddr().String()
 	c.sess.Started = time.Now()

@@ -56,7 +56,7 @@ func (c *clientConn) readStartup(ctx context.Context) ([]byte, error) {
 			if _, err := c.client.Write([]byte{'S'}); err != nil {
 				return nil, &clientGoneError{err}
 			}
-			tc := tls.Server(c.raw, clientTLS)
+			tc := tls.Server(withRawIO(c.raw), clientTLS)
 			c.clientTLS = clientTLS
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return nil, fmt.Errorf("client TLS handshake: %w", err)

@@ -99,7 +99,7 @@ func (s *Server) dialUpstream(ctx context.Context, addr string, onDial func(net.
 	}
 	switch answer[0] {
 	case 'S':
-		tc := tls.Client(raw, ut.cfg)
+		tc := tls.Client(withRawIO(raw), ut.cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			raw.Close()
 			return nil, nil, fmt.Errorf("TLS handshake (upstream_tls.mode=%s): %w", ut.mode, err)
@@ -131,8 +131,9 @@ func (c *clientConn) connectUpstream(ctx context.Context, startup []byte) error 
 	c.upstream = conn
 	c.upstreamAddr = addr
 	_, c.sess.UpstreamTLS = conn.(*tls.Conn)
-	c.ur = bufio.NewReaderSize(conn, relayBufferSize)
-	c.uw = bufio.NewWriterSize(conn, relayBufferSize)
+	relayed := withRawIO(conn) // a *tls.Conn is already over withRawIO(raw)
+	c.ur = bufio.NewReaderSize(relayed, relayBufferSize)
+	c.uw = bufio.NewWriterSize(relayed, relayBufferSize)
 	if _, err := c.uw.Write(startup); err != nil {
 		return c.upstreamLost(err)
 	}
