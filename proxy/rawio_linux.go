@@ -128,36 +128,37 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 	if viaRuntime() {
 		return c.Conn.Read(p)
 	}
-	s := &c.rd
-	s.p, s.n, s.errno = p, 0, 0
-	err := s.rc.Read(s.fn)
-	n, errno := s.n, s.errno
-	s.p = nil
-	switch {
-	case err != nil:
-		return 0, c.opError("read", err)
-	case errno != 0:
-		return 0, c.opError("read", os.NewSyscallError("read", errno))
-	case n == 0:
+	n, err := c.call(&c.rd, "read", p)
+	if err == nil && n == 0 {
 		return 0, io.EOF
 	}
-	return n, nil
+	return n, err
 }
 
 func (c *rawIOConn) Write(p []byte) (int, error) {
 	if viaRuntime() {
 		return c.Conn.Write(p)
 	}
-	s := &c.wr
+	return c.call(&c.wr, "write", p)
+}
+
+// call runs one Read or Write (op) over p through syscall.RawConn: s.fn
+// does the system calls, RawConn does the waiting.
+func (c *rawIOConn) call(s *rawIO, op string, p []byte) (int, error) {
 	s.p, s.n, s.errno = p, 0, 0
-	err := s.rc.Write(s.fn)
+	var err error
+	if s == &c.rd {
+		err = s.rc.Read(s.fn)
+	} else {
+		err = s.rc.Write(s.fn)
+	}
 	n, errno := s.n, s.errno
 	s.p = nil
 	switch {
 	case err != nil:
-		return n, c.opError("write", err)
+		return n, c.opError(op, err)
 	case errno != 0:
-		return n, c.opError("write", os.NewSyscallError("write", errno))
+		return n, c.opError(op, os.NewSyscallError(op, errno))
 	}
 	return n, nil
 }
