@@ -1,3 +1,5 @@
+//go:build linux
+
 package proxy
 
 import (
@@ -7,7 +9,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"syscall"
 	"testing"
 	"time"
@@ -45,9 +46,6 @@ func rawPair(t *testing.T) (*rawIOConn, *net.TCPConn) {
 	}
 	t.Cleanup(func() { c.Close(); peer.Close() })
 	wrapped := withRawIO(c)
-	if runtime.GOOS != "linux" {
-		t.Skipf("raw-syscall relaying is Linux only (withRawIO returned %T)", wrapped)
-	}
 	r, ok := wrapped.(*rawIOConn)
 	if !ok {
 		t.Fatalf("withRawIO(*net.TCPConn) = %T, want *rawIOConn", wrapped)
@@ -187,5 +185,41 @@ func TestWithRawIOLeavesOtherConnsAlone(t *testing.T) {
 	defer b.Close()
 	if got := withRawIO(a); got != a {
 		t.Errorf("withRawIO(net.Pipe end) = %T, want it unchanged", got)
+	}
+}
+
+// Unix sockets (ddlguard's own Unix listener) take the raw path too.
+func TestRawIOConnUnixSocket(t *testing.T) {
+	rawOnly(t)
+	ln, err := net.Listen("unix", t.TempDir()+"/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		io.Copy(c, c) // echo until EOF
+		c.Close()
+	}()
+	c, err := net.Dial("unix", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	r, ok := withRawIO(c).(*rawIOConn)
+	if !ok {
+		t.Fatalf("withRawIO(*net.UnixConn) = %T, want *rawIOConn", withRawIO(c))
+	}
+	want := randomBytes(t, 1<<20)
+	go func() {
+		r.Write(want)
+		c.(*net.UnixConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(r)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Errorf("echo through a Unix socket: %d bytes, %v; want the %d written", len(got), err, len(want))
 	}
 }
