@@ -24,7 +24,7 @@ help:
 	@echo '  check-compose  check deploy/compose (mounts, ports, ddlguard and promtool config checks)'
 	@echo '  check-packaging  all four above (part of make test)'
 	@echo '  image  docker build the image as $(IMAGE) (needs Docker; VERSION=... to stamp a version)'
-	@echo '  fuzz   fuzz targets for FUZZTIME each (default 5s)'
+	@echo '  fuzz   fuzz targets for FUZZTIME each (default 20000x: inputs, not seconds)'
 	@echo '  soak   deps, then a bounded soak of the binary: pgbench + DDL + a blocker coming and going (SOAK_DURATION, default 3m)'
 	@echo '  demo   deps, build, then ./$(BIN) demo'
 	@echo '  bench  deps, then pgbench -S direct vs ddlguard vs PgBouncer (modes x 1/16/64 clients; BENCH_FLAGS)'
@@ -39,8 +39,13 @@ deps:
 build:
 	bash scripts/build.sh $(BIN)
 
-# Short fuzz runs of the decoders and the guard (longer: FUZZTIME=10m make fuzz).
-FUZZTIME ?= 5s
+# Short fuzz runs of the decoders and the guard (longer: FUZZTIME=2000000x make
+# fuzz). The budget is a count of inputs (2-14 s a target here), not a
+# duration: Go 1.26's fuzzing coordinator can fail a run that found nothing
+# with "context deadline exceeded" when a duration runs out while a worker is
+# mid-input (golang/go#75804, fixed in Go 1.27); a count has no deadline. A
+# duration (FUZZTIME=10m) still works, with that risk.
+FUZZTIME ?= 20000x
 FUZZ_TARGETS := ./guard:FuzzDecide ./guard:FuzzMightBeGuarded ./proxy:FuzzCopyFrames ./proxy:FuzzStartupPacket \
 	./proxy:FuzzAuthRelay ./proxy:FuzzReadyForQuery ./proxy:FuzzParameterStatus ./proxy:FuzzBackendKeyData \
 	./proxy:FuzzErrorResponse ./proxy:FuzzSSLAnswer ./proxy:FuzzQuery ./proxy:FuzzParse ./proxy:FuzzBind \
