@@ -21,5 +21,10 @@
 // (CancelRequest routing), relay.go (steady-state relay loop), limits.go
 // (frame reading and size limits), session.go (observed session state),
 // clientwatch.go (noticing a client that hangs up while ddlguard waits or
-// works on its behalf).
+// works on its behalf), rawio_linux.go (relayed socket reads and writes as
+// raw non-blocking system calls, docs/perf/README.md says why),
+// intercept.go (asking the guard), execute.go and rewrite.go (carrying out
+// a decision), facts.go and facts_monitor.go (catalog facts), observe.go
+// (the Observer events), drain.go (graceful shutdown), errors.go
+// (synthesized PostgreSQL errors), config.go.
 package proxy
