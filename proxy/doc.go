@@ -26,5 +26,6 @@
 // intercept.go (asking the guard), execute.go and rewrite.go (carrying out
 // a decision), facts.go and facts_monitor.go (catalog facts), observe.go
 // (the Observer events), drain.go (graceful shutdown), errors.go
-// (synthesized PostgreSQL errors), config.go.
+// (synthesized PostgreSQL errors), accept_unix.go (running out of file
+// descriptors on accept), config.go.
 package proxy
