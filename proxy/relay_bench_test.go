@@ -132,26 +132,32 @@ func benchRoundTrips(b *testing.B, addr string) {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	resp := make([]byte, len(benchResponse))
-	roundTrip := func() {
-		if _, err := conn.Write(benchQuery); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(conn, resp); err != nil {
-			b.Fatal(err)
-		}
-	}
-	for range 100 { // warm up: connections, goroutines, buffers
-		roundTrip()
-	}
-	if !bytes.Equal(resp, benchResponse) {
-		b.Fatal("the answer arrived altered")
+	if err := roundTrips(conn, 100); err != nil { // warm up: connections, goroutines, buffers
+		b.Fatal(err)
 	}
 	b.ReportAllocs()
 	b.ResetTimer()
-	for range b.N {
-		roundTrip()
+	if err := roundTrips(conn, b.N); err != nil {
+		b.Fatal(err)
 	}
+}
+
+// roundTrips sends benchQuery n times on conn and reads and checks the
+// whole answer each time.
+func roundTrips(conn net.Conn, n int) error {
+	resp := make([]byte, len(benchResponse))
+	for range n {
+		if _, err := conn.Write(benchQuery); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(conn, resp); err != nil {
+			return err
+		}
+	}
+	if n > 0 && !bytes.Equal(resp, benchResponse) {
+		return errors.New("the answer arrived altered")
+	}
+	return nil
 }
 
 // startFakeServer listens on loopback and answers every benchQuery on every
@@ -170,21 +176,27 @@ func startFakeServer(b *testing.B) string {
 				return
 			}
 			wg.Go(func() {
-				defer conn.Close()
 				b.Cleanup(func() { conn.Close() })
-				q := make([]byte, len(benchQuery))
-				for {
-					if _, err := io.ReadFull(conn, q); err != nil {
-						return
-					}
-					if _, err := conn.Write(benchResponse); err != nil {
-						return
-					}
-				}
+				answerQueries(conn)
 			})
 		}
 	})
 	return ln.Addr().String()
+}
+
+// answerQueries answers every benchQuery on conn with benchResponse until
+// conn fails, then closes it.
+func answerQueries(conn net.Conn) {
+	defer conn.Close()
+	q := make([]byte, len(benchQuery))
+	for {
+		if _, err := io.ReadFull(conn, q); err != nil {
+			return
+		}
+		if _, err := conn.Write(benchResponse); err != nil {
+			return
+		}
+	}
 }
 
 // startPumpRelay listens on loopback and relays each connection to upstream
