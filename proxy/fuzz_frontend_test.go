@@ -288,7 +288,7 @@ func FuzzCancelRequest(f *testing.F) {
 		defer peer.Close()
 		go io.Copy(io.Discard, peer)
 		c := &clientConn{srv: srv, idle: make(chan struct{}, 1), raw: client, client: client,
-			cr: bufio.NewReaderSize(bytes.NewReader(in), 4096), cw: bufio.NewWriterSize(client, 4096)}
+			cr: bufio.NewReaderSize(bytes.NewReader(in), 4096), cw: newFlushWriter(client)}
 		ctx, cancelCtx := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancelCtx()
 		pkt, err := c.readStartup(ctx)

@@ -43,9 +43,9 @@ func authConn(srv *Server, upstream, client []byte) (c *clientConn, toClient, to
 	toClient, toUpstream = &bytes.Buffer{}, &bytes.Buffer{}
 	c = &clientConn{srv: srv, idle: make(chan struct{}, 1),
 		cr: bufio.NewReaderSize(bytes.NewReader(client), 4096),
-		cw: bufio.NewWriterSize(toClient, 4096),
+		cw: newFlushWriter(toClient),
 		ur: bufio.NewReaderSize(bytes.NewReader(upstream), 4096),
-		uw: bufio.NewWriterSize(toUpstream, 4096)}
+		uw: newFlushWriter(toUpstream)}
 	c.sess.User, c.sess.Database = "fuzz", "fuzz"
 	return c, toClient, toUpstream
 }
@@ -104,9 +104,9 @@ func startRelay(tb testing.TB, g *guard.Guard) *relayHarness {
 	proxyUp, serverEnd := net.Pipe()
 	srv := fuzzServer(g)
 	c := &clientConn{srv: srv, idle: make(chan struct{}, 1), raw: proxyClient, client: proxyClient,
-		cr: bufio.NewReaderSize(proxyClient, relayBufferSize), cw: bufio.NewWriterSize(proxyClient, relayBufferSize),
+		cr: bufio.NewReaderSize(proxyClient, relayBufferSize), cw: newFlushWriter(proxyClient),
 		upstream: proxyUp, upstreamRaw: proxyUp, upstreamAddr: "127.0.0.1:1",
-		ur: bufio.NewReaderSize(proxyUp, relayBufferSize), uw: bufio.NewWriterSize(proxyUp, relayBufferSize)}
+		ur: bufio.NewReaderSize(proxyUp, relayBufferSize), uw: newFlushWriter(proxyUp)}
 	c.sess.User, c.sess.Database = "fuzz", "fuzz"
 	v := "15.0"
 	c.sess.serverVersion.Store(&v)

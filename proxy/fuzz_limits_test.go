@@ -100,7 +100,7 @@ func TestDeclaredLengthPumpAllocatesAsBytesArrive(t *testing.T) {
 			pr, pw := io.Pipe()
 			var n atomic.Int64
 			var hooked atomic.Bool
-			p := pump{r: bufio.NewReaderSize(pr, relayBufferSize), w: bufio.NewWriterSize(io.Discard, relayBufferSize),
+			p := pump{r: bufio.NewReaderSize(pr, relayBufferSize), w: newFlushWriter(io.Discard),
 				limit: tc.limit, side: tc.side, inspect: tc.insp, counter: &n,
 				hook: func(byte, []byte) (frameAction, []byte) { hooked.Store(true); return forwardFrame, nil }}
 			done := make(chan error, 1)

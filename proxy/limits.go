@@ -25,8 +25,9 @@ const (
 	// inspectLimit bounds messages ddlguard decodes in the relay (ReadyForQuery,
 	// ParameterStatus); anything larger of those types is malformed.
 	inspectLimit = 64 << 10
-	// relayBufferSize is the per-direction read and write buffer; frames that
-	// fit are relayed from the read buffer without copying.
+	// relayBufferSize is the per-direction read buffer, and the write
+	// buffer a flushWriter takes from its pool while it has bytes to send;
+	// frames that fit are relayed from the read buffer without copying.
 	relayBufferSize = 32 << 10
 )
 

@@ -23,7 +23,7 @@ func frame(typ byte, body []byte) []byte {
 func copyAll(in []byte, limit int, inspect *[256]bool) (out []byte, seen []string, err error) {
 	var buf bytes.Buffer
 	var n atomic.Int64
-	w := bufio.NewWriterSize(&buf, relayBufferSize)
+	w := newFlushWriter(&buf)
 	p := pump{r: bufio.NewReaderSize(bytes.NewReader(in), relayBufferSize), w: w, limit: limit, side: "client",
 		inspect: inspect, counter: &n,
 		hook: func(typ byte, body []byte) (frameAction, []byte) {
@@ -122,7 +122,7 @@ func FuzzStartupPacket(f *testing.F) {
 		defer peer.Close()
 		go io.Copy(io.Discard, peer)
 		c := &clientConn{srv: &Server{cfg: Config{}.withDefaults()}, raw: client, client: client,
-			cw: bufio.NewWriter(client)}
+			cw: newFlushWriter(client)}
 		if err := c.parseStartup(pkt); err == nil && c.sess.User == "" {
 			t.Fatal("accepted a startup packet without a user")
 		}

@@ -86,7 +86,7 @@ const (
 // pump is one direction of the relay.
 type pump struct {
 	r       *bufio.Reader
-	w       *bufio.Writer
+	w       *flushWriter
 	limit   int
 	side    string
 	inspect *[256]bool
@@ -217,7 +217,7 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 const maxKeptScratch = 1 << 20
 
 // streamFrame forwards a frame larger than the read buffer piece by piece.
-func streamFrame(r *bufio.Reader, w *bufio.Writer, size int) error {
+func streamFrame(r *bufio.Reader, w *flushWriter, size int) error {
 	for size > 0 {
 		if r.Buffered() == 0 {
 			if err := w.Flush(); err != nil {
@@ -238,7 +238,7 @@ func streamFrame(r *bufio.Reader, w *bufio.Writer, size int) error {
 	return nil
 }
 
-func flushed(w *bufio.Writer) error {
+func flushed(w *flushWriter) error {
 	if err := w.Flush(); err != nil {
 		return &writeError{err}
 	}

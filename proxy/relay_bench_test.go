@@ -77,7 +77,7 @@ func benchPump(b *testing.B, unit []byte, inspect *[256]bool) {
 	b.ResetTimer()
 	p := pump{
 		r:     bufio.NewReaderSize(&repeatReader{data: unit, count: b.N}, relayBufferSize),
-		w:     bufio.NewWriterSize(io.Discard, relayBufferSize),
+		w:     newFlushWriter(io.Discard),
 		limit: DefaultMaxMessageSize, side: "upstream", inspect: inspect, hook: hook, counter: &relayed,
 	}
 	_, _, err := p.run()
@@ -228,10 +228,10 @@ func startPumpRelay(b *testing.B, upstream string, raw bool) string {
 			if raw {
 				client, server = withRawIO(client), withRawIO(server)
 			}
-			up := pump{r: bufio.NewReaderSize(client, relayBufferSize), w: bufio.NewWriterSize(server, relayBufferSize),
+			up := pump{r: bufio.NewReaderSize(client, relayBufferSize), w: newFlushWriter(server),
 				limit: DefaultMaxMessageSize, side: "client", inspect: &clientInspect, hook: forward,
 				counter: &toServer, toUpstream: true}
-			down := pump{r: bufio.NewReaderSize(server, relayBufferSize), w: bufio.NewWriterSize(client, relayBufferSize),
+			down := pump{r: bufio.NewReaderSize(server, relayBufferSize), w: newFlushWriter(client),
 				limit: DefaultMaxMessageSize, side: "upstream", inspect: &upstreamInspect, hook: forward,
 				counter: &toClient}
 			wg.Go(func() { up.run(); server.Close() })

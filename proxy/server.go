@@ -204,7 +204,7 @@ func (s *Server) newClientConn(conn net.Conn) *clientConn {
 		raw:    conn,
 		client: conn,
 		cr:     bufio.NewReaderSize(relayed, relayBufferSize),
-		cw:     bufio.NewWriterSize(relayed, relayBufferSize),
+		cw:     newFlushWriter(relayed),
 	}
 	c.sess.ClientAddr = conn.RemoteAddr().String()
 	c.sess.Started = time.Now()
@@ -231,7 +231,7 @@ type clientConn struct {
 	raw    net.Conn // the accepted socket; closing it ends everything
 	client net.Conn // raw, or the *tls.Conn over it after an SSLRequest
 	cr     *bufio.Reader
-	cw     *bufio.Writer
+	cw     *flushWriter
 
 	mu          sync.Mutex
 	closed      bool
@@ -240,7 +240,7 @@ type clientConn struct {
 	upstream     net.Conn // upstreamRaw, or the *tls.Conn over it
 	upstreamAddr string
 	ur           *bufio.Reader
-	uw           *bufio.Writer
+	uw           *flushWriter
 
 	sess  Session
 	keyID string

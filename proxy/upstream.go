@@ -133,7 +133,7 @@ func (c *clientConn) connectUpstream(ctx context.Context, startup []byte) error 
 	_, c.sess.UpstreamTLS = conn.(*tls.Conn)
 	relayed := withRawIO(conn) // a *tls.Conn is already over withRawIO(raw)
 	c.ur = bufio.NewReaderSize(relayed, relayBufferSize)
-	c.uw = bufio.NewWriterSize(relayed, relayBufferSize)
+	c.uw = newFlushWriter(relayed)
 	if _, err := c.uw.Write(startup); err != nil {
 		return c.upstreamLost(err)
 	}
