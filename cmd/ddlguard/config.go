@@ -31,7 +31,6 @@ type Config struct {
 	StartupTimeout   time.Duration  `yaml:"startup_timeout"`
 	MaxMessageSize   ByteSize       `yaml:"max_message_size"`
 	AllowReplication bool           `yaml:"allow_replication"`
-	EventLoop        bool           `yaml:"event_loop"`
 	ClientTLS        ClientTLS      `yaml:"client_tls"`
 	UpstreamTLS      UpstreamTLS    `yaml:"upstream_tls"`
 	Log              LogConfig      `yaml:"log"`
@@ -151,7 +150,6 @@ func defaultConfig() Config {
 		ConnectTimeout: proxy.DefaultConnectTimeout,
 		StartupTimeout: proxy.DefaultStartupTimeout,
 		MaxMessageSize: proxy.DefaultMaxMessageSize,
-		EventLoop:      true,
 		UpstreamTLS:    UpstreamTLS{Mode: string(proxy.UpstreamTLSPrefer)},
 		Log:            LogConfig{Format: "text", Level: "info"},
 		Admin:          AdminConfig{Listen: metrics.DefaultAdminListen},
@@ -483,7 +481,6 @@ func (cfg Config) proxyConfig(logger *slog.Logger) (proxy.Config, error) {
 		StartupTimeout:   cfg.StartupTimeout,
 		MaxMessageSize:   int(cfg.MaxMessageSize),
 		AllowReplication: cfg.AllowReplication,
-		DisableEventLoop: !cfg.EventLoop,
 		Logger:           logger,
 	}
 	if cfg.ConnectTimeout <= 0 {
