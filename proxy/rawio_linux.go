@@ -48,10 +48,6 @@ type rawIO struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
-	// nonblock: a call that would block returns errWouldBlock (with what
-	// it did) instead of waiting. Only an event loop sets it, and only for
-	// the duration of its own calls (eventloop_linux.go).
-	nonblock bool
 }
 
 // sysmonKeepalive is how long the relay may go without entering the
@@ -97,10 +93,6 @@ func (s *rawIO) read(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			if s.nonblock {
-				s.errno = e
-				return true
-			}
 			return false // wait for the poller
 		case 0:
 			s.n = int(n)
@@ -120,10 +112,6 @@ func (s *rawIO) write(fd uintptr) bool {
 			s.n += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			if s.nonblock {
-				s.errno = e
-				return true
-			}
 			return false // wait for the poller
 		default:
 			s.errno = e
@@ -137,7 +125,7 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if !c.rd.nonblock && viaRuntime() {
+	if viaRuntime() {
 		return c.Conn.Read(p)
 	}
 	n, err := c.call(&c.rd, "read", p)
@@ -148,7 +136,7 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 }
 
 func (c *rawIOConn) Write(p []byte) (int, error) {
-	if !c.wr.nonblock && viaRuntime() {
+	if viaRuntime() {
 		return c.Conn.Write(p)
 	}
 	return c.call(&c.wr, "write", p)
@@ -169,8 +157,6 @@ func (c *rawIOConn) call(s *rawIO, op string, p []byte) (int, error) {
 	switch {
 	case err != nil:
 		return n, c.opError(op, err)
-	case errno == syscall.EAGAIN:
-		return n, errWouldBlock
 	case errno != 0:
 		return n, c.opError(op, os.NewSyscallError(op, errno))
 	}
