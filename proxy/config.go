@@ -81,6 +81,10 @@ type Config struct {
 	MaxMessageSize int
 	// AllowReplication lets replication connections through.
 	AllowReplication bool
+	// DisableEventLoop relays every connection with its own two pump
+	// goroutines only, never through the shared event loops
+	// (eventloop_linux.go). For comparison and as a fallback.
+	DisableEventLoop bool
 
 	// Logger receives structured logs; nil means slog.Default().
 	Logger *slog.Logger

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"errors"
 	"io"
 	"sync"
 )
@@ -18,11 +19,19 @@ import (
 // Write and Flush returns that error; Reset drops unflushed bytes and the
 // error. It is not safe for concurrent use (the pumps' wmu serializes it
 // where two goroutines write).
+//
+// For the event loop (eventloop_linux.go), which must never wait: Buffer
+// takes bytes without writing anything (beyond the pooled buffer they go to
+// a spill slice), and a Flush over a non-blocking socket that finds no room
+// returns errWouldBlock and keeps what is left; that is not an error for
+// later calls.
 type flushWriter struct {
-	w   io.Writer
-	arr *[relayBufferSize]byte // the pooled buffer, nil while empty
-	n   int                    // bytes of arr in use
-	err error
+	w     io.Writer
+	arr   *[relayBufferSize]byte // the pooled buffer, nil while empty
+	start int                    // arr[start:n] is not yet written
+	n     int
+	spill []byte // written after arr (Buffer only)
+	err   error
 }
 
 var writeBuffers = sync.Pool{New: func() any { return new([relayBufferSize]byte) }}
@@ -30,6 +39,11 @@ var writeBuffers = sync.Pool{New: func() any { return new([relayBufferSize]byte)
 func newFlushWriter(w io.Writer) *flushWriter { return &flushWriter{w: w} }
 
 func (f *flushWriter) Write(p []byte) (int, error) {
+	if len(f.spill) > 0 {
+		if err := f.Flush(); err != nil {
+			return 0, err
+		}
+	}
 	written := 0
 	for len(p) > 0 {
 		if f.err != nil {
@@ -57,6 +71,24 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+// Buffer adds p to what is buffered without writing anything.
+func (f *flushWriter) Buffer(p []byte) {
+	if f.arr == nil {
+		f.arr = writeBuffers.Get().(*[relayBufferSize]byte)
+	}
+	if len(f.spill) == 0 {
+		k := copy(f.arr[f.n:], p)
+		f.n += k
+		p = p[k:]
+	}
+	if len(p) > 0 {
+		f.spill = append(f.spill, p...)
+	}
+}
+
+// Buffered is the number of bytes not yet written.
+func (f *flushWriter) Buffered() int { return f.n - f.start + len(f.spill) }
+
 // Flush writes the buffered bytes and gives the buffer back to the pool.
 func (f *flushWriter) Flush() error {
 	if f.err != nil {
@@ -65,15 +97,36 @@ func (f *flushWriter) Flush() error {
 	if f.arr == nil {
 		return nil
 	}
-	if f.n > 0 {
-		if _, err := f.w.Write(f.arr[:f.n]); err != nil {
-			f.err = err
-			return err
+	for f.start < f.n {
+		k, err := f.w.Write(f.arr[f.start:f.n])
+		f.start += k
+		if err != nil {
+			return f.failed(err)
+		}
+	}
+	for len(f.spill) > 0 {
+		k, err := f.w.Write(f.spill)
+		f.spill = f.spill[k:]
+		if err != nil {
+			return f.failed(err)
 		}
 	}
 	f.release()
 	return nil
 }
+
+// failed records err for every later call, unless it only says the socket
+// is full for now.
+func (f *flushWriter) failed(err error) error {
+	if err != errWouldBlock {
+		f.err = err
+	}
+	return err
+}
+
+// errWouldBlock is what a non-blocking socket call returns when there is
+// nothing to read or no room to write (rawio_linux.go).
+var errWouldBlock = errors.New("operation would block")
 
 // Reset drops what is buffered and any error, and writes to w from now on.
 func (f *flushWriter) Reset(w io.Writer) {
@@ -84,6 +137,7 @@ func (f *flushWriter) Reset(w io.Writer) {
 func (f *flushWriter) release() {
 	if f.arr != nil {
 		writeBuffers.Put(f.arr)
-		f.arr, f.n = nil, 0
+		f.arr, f.start, f.n = nil, 0, 0
 	}
+	f.spill = nil
 }

@@ -74,6 +74,31 @@ func (c *clientConn) interceptQuery(body []byte) (frameAction, []byte) {
 	return replaceFrame, out
 }
 
+// parseText returns the statement text of a Parse body (a view into it),
+// or false when the body is malformed.
+func parseText(body []byte) (string, bool) {
+	nameEnd := bytes.IndexByte(body, 0)
+	if nameEnd < 0 {
+		return "", false
+	}
+	rest := body[nameEnd+1:]
+	qEnd := bytes.IndexByte(rest, 0)
+	if qEnd < 0 {
+		return "", false
+	}
+	return unsafe.String(unsafe.SliceData(rest), qEnd), true
+}
+
+// needsDecision reports whether sql may need the guard's decision (the
+// guard's pure pre-check, with the session brought up to date).
+func (c *clientConn) needsDecision(sql string) bool {
+	if c.srv.guard.Load() == nil {
+		return false
+	}
+	c.syncSession()
+	return guard.NeedsDecision(sql, &c.gsess)
+}
+
 // interceptParse decides the statement of a Parse message, once per
 // prepared statement (Executes reuse the decision the server now holds).
 func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
@@ -81,16 +106,13 @@ func (c *clientConn) interceptParse(body []byte) (frameAction, []byte) {
 	if g == nil {
 		return forwardFrame, nil
 	}
-	nameEnd := bytes.IndexByte(body, 0)
-	if nameEnd < 0 {
+	view, ok := parseText(body)
+	if !ok {
 		return forwardFrame, nil // malformed: the server reports it
 	}
+	nameEnd := bytes.IndexByte(body, 0)
 	rest := body[nameEnd+1:]
-	qEnd := bytes.IndexByte(rest, 0)
-	if qEnd < 0 {
-		return forwardFrame, nil
-	}
-	view := unsafe.String(unsafe.SliceData(rest), qEnd)
+	qEnd := len(view)
 	if c.stmtTimeouts != nil {
 		delete(c.stmtTimeouts, string(body[:nameEnd]))
 	}

@@ -48,6 +48,10 @@ type rawIO struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
+	// nonblock: a call that would block returns errWouldBlock (with what
+	// it did) instead of waiting. Only an event loop sets it, and only for
+	// the duration of its own calls (eventloop_linux.go).
+	nonblock bool
 }
 
 // sysmonKeepalive is how long the relay may go without entering the
@@ -93,6 +97,10 @@ func (s *rawIO) read(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
+			if s.nonblock {
+				s.errno = e
+				return true
+			}
 			return false // wait for the poller
 		case 0:
 			s.n = int(n)
@@ -112,6 +120,10 @@ func (s *rawIO) write(fd uintptr) bool {
 			s.n += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if s.nonblock {
+				s.errno = e
+				return true
+			}
 			return false // wait for the poller
 		default:
 			s.errno = e
@@ -125,7 +137,7 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if viaRuntime() {
+	if !c.rd.nonblock && viaRuntime() {
 		return c.Conn.Read(p)
 	}
 	n, err := c.call(&c.rd, "read", p)
@@ -136,7 +148,7 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 }
 
 func (c *rawIOConn) Write(p []byte) (int, error) {
-	if viaRuntime() {
+	if !c.wr.nonblock && viaRuntime() {
 		return c.Conn.Write(p)
 	}
 	return c.call(&c.wr, "write", p)
@@ -157,6 +169,8 @@ func (c *rawIOConn) call(s *rawIO, op string, p []byte) (int, error) {
 	switch {
 	case err != nil:
 		return n, c.opError(op, err)
+	case errno == syscall.EAGAIN:
+		return n, errWouldBlock
 	case errno != 0:
 		return n, c.opError(op, os.NewSyscallError(op, errno))
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // The relay runs two pumps per connection, one per direction. Each pump
@@ -106,6 +107,11 @@ type pump struct {
 	// written (not flushed: it flushes itself when it needs to); the client
 	// pump uses it to act once a Sync has left.
 	after func(typ byte) error
+	// last is the type of the last frame relayed whole.
+	last byte
+	// lp, when set, lets an event loop relay for the pump while it is idle
+	// (eventloop_linux.go).
+	lp *loopPump
 }
 
 func (p *pump) lock() {
@@ -145,12 +151,15 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 			err := w.Flush()
 			p.unlock()
 			if err != nil {
-				return last, false, &writeError{err}
+				return p.last, false, &writeError{err}
+			}
+			if p.lp != nil && p.park() {
+				continue // the loop relayed until it handed the pump back
 			}
 		}
 		typ, n, err := readFrameHeader(r, p.limit, p.side)
 		if err != nil {
-			return last, false, &readError{err}
+			return p.last, false, &readError{err}
 		}
 		size := 5 + n
 		inspect := p.inspect[typ] || (p.inspectAll != nil && p.inspectAll.Load())
@@ -159,11 +168,11 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 			err := streamFrame(r, w, size)
 			p.unlock()
 			if err != nil {
-				return last, true, err
+				return p.last, true, err
 			}
 			p.counter.Add(int64(size))
 			unreported += size
-			last = typ
+			p.last = typ
 			continue
 		}
 		var frame []byte
@@ -175,7 +184,7 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 			frame = scratch
 		}
 		if err != nil {
-			return last, false, &readError{unexpectedEOF(err)}
+			return p.last, false, &readError{unexpectedEOF(err)}
 		}
 		action, out := forwardFrame, frame
 		if inspect {
@@ -190,7 +199,7 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 			_, err := w.Write(out)
 			p.unlock()
 			if err != nil {
-				return last, true, &writeError{err}
+				return p.last, true, &writeError{err}
 			}
 			p.counter.Add(int64(len(out)))
 			unreported += len(out)
@@ -208,7 +217,7 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 				return typ, false, &writeError{err}
 			}
 		}
-		last = typ
+		p.last = typ
 	}
 }
 
@@ -322,6 +331,42 @@ func (c *clientConn) fromClient(typ byte, body []byte) (frameAction, []byte) {
 	return forwardFrame, nil
 }
 
+// clientFrameLoopSafe reports whether the client hook may run for this
+// frame in an event loop: it will not wait, decide a guarded statement,
+// hold a batch or stop the pump (eventloop_linux.go). Client pump's state,
+// read by whoever runs the pump.
+func (c *clientConn) clientFrameLoopSafe(typ byte, body []byte) bool {
+	if c.batch != nil || c.restoreOnSync != nil || c.draining.Load() || c.divert.Load() != nil {
+		return false
+	}
+	switch typ {
+	case 'Q':
+		if len(body) == 0 {
+			return true
+		}
+		return !c.needsDecision(unsafe.String(unsafe.SliceData(body), len(body)-1))
+	case 'P':
+		sql, ok := parseText(body)
+		return !ok || !c.needsDecision(sql)
+	case 'B':
+		return len(c.stmtTimeouts) == 0
+	case 'S', 'F', 'E':
+		return true
+	}
+	return false // Terminate, and anything not listed
+}
+
+// clientMayPark: the client pump has no held batch, no lock timeout to
+// restore at a Sync, and the server is not draining.
+func (c *clientConn) clientMayPark() bool {
+	return c.batch == nil && c.restoreOnSync == nil && !c.draining.Load()
+}
+
+// upstreamFrameLoopSafe: the upstream hook never waits nor stops the pump.
+func upstreamFrameLoopSafe(byte, []byte) bool { return true }
+
+func upstreamMayPark() bool { return true }
+
 // afterUpstreamFrame runs once a frame the upstream hook saw has been
 // written: a draining session is closed after the ReadyForQuery that
 // leaves it idle.
@@ -404,6 +449,7 @@ func (c *clientConn) pumpFromClient() {
 	p := pump{r: c.cr, w: c.uw, limit: c.srv.cfg.MaxMessageSize, side: "client",
 		inspect: &clientInspect, inspectAll: &c.clientInspectAll, hook: c.fromClient,
 		counter: &c.sess.bytesFromClient, obs: c.srv.obs, toUpstream: true, after: c.afterClientFrame}
+	c.attachLoop(&p, c.clientIO, c.upstreamIO, c.clientFrameLoopSafe, c.clientMayPark)
 	_, _, err := p.run()
 	var fe *frameError
 	var re *readError
@@ -456,6 +502,7 @@ func (c *clientConn) pumpFromUpstream() {
 	p := pump{r: c.ur, w: c.cw, limit: c.srv.cfg.MaxMessageSize, side: "upstream",
 		inspect: &upstreamInspect, inspectAll: &c.inspectAll, hook: c.fromUpstream, counter: &c.sess.bytesToClient,
 		obs: c.srv.obs, wmu: &c.cwMu, after: c.afterUpstreamFrame}
+	c.attachLoop(&p, c.upstreamIO, c.clientIO, upstreamFrameLoopSafe, upstreamMayPark)
 	last, mid, err := p.run()
 	close(c.upstreamEndedCh())
 	var fe *frameError

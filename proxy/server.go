@@ -36,6 +36,8 @@ type Server struct {
 
 	// guard decides statements; nil relays everything untouched.
 	guard atomic.Pointer[guard.Guard]
+	// loopErrOnce logs, once, that the event loops could not start.
+	loopErrOnce sync.Once
 }
 
 // New checks cfg and returns a Server ready to Serve.
@@ -198,13 +200,14 @@ func (s *Server) newClientConn(conn net.Conn) *clientConn {
 	}
 	relayed := withRawIO(conn)
 	c := &clientConn{
-		srv:    s,
-		id:     s.nextID.Add(1),
-		idle:   make(chan struct{}, 1),
-		raw:    conn,
-		client: conn,
-		cr:     bufio.NewReaderSize(relayed, relayBufferSize),
-		cw:     newFlushWriter(relayed),
+		srv:      s,
+		id:       s.nextID.Add(1),
+		idle:     make(chan struct{}, 1),
+		raw:      conn,
+		client:   conn,
+		clientIO: relayed,
+		cr:       bufio.NewReaderSize(relayed, relayBufferSize),
+		cw:       newFlushWriter(relayed),
 	}
 	c.sess.ClientAddr = conn.RemoteAddr().String()
 	c.sess.Started = time.Now()
@@ -291,6 +294,14 @@ type clientConn struct {
 	// upstreamEnded (see upstreamEndedCh) is closed when the upstream pump
 	// stops: an answer ddlguard waits for will not come. Guarded by mu.
 	upstreamEnded chan struct{}
+
+	// Event-loop relaying (eventloop_linux.go): the sockets the pumps read
+	// and write (the raw sockets, or TLS over them), the loop the pumps
+	// are attached to and the pumps themselves, guarded by loopMu.
+	clientIO, upstreamIO net.Conn
+	loopMu               sync.Mutex
+	loop                 *eventLoop
+	loopPumps            []*pump
 
 	// Extended-protocol timeout state (execute.go), client pump only.
 	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan
@@ -387,6 +398,7 @@ func (c *clientConn) closeBoth() {
 	if up != nil {
 		up.Close()
 	}
+	c.kickLoop()
 }
 
 // upstreamEndedCh is the channel closed when the upstream pump stops.
@@ -407,6 +419,7 @@ func (c *clientConn) closeUpstream() {
 	if up != nil {
 		up.Close()
 	}
+	c.kickLoop()
 }
 
 // setUpstream records the dialed upstream socket so that closeBoth reaches

@@ -61,7 +61,7 @@ func (c *clientConn) readStartup(ctx context.Context) ([]byte, error) {
 			if err := tc.HandshakeContext(ctx); err != nil {
 				return nil, fmt.Errorf("client TLS handshake: %w", err)
 			}
-			c.client = tc
+			c.client, c.clientIO = tc, tc
 			c.cr.Reset(tc)
 			c.cw.Reset(tc)
 			c.sess.TLS = true

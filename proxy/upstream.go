@@ -132,6 +132,7 @@ func (c *clientConn) connectUpstream(ctx context.Context, startup []byte) error 
 	c.upstreamAddr = addr
 	_, c.sess.UpstreamTLS = conn.(*tls.Conn)
 	relayed := withRawIO(conn) // a *tls.Conn is already over withRawIO(raw)
+	c.upstreamIO = relayed
 	c.ur = bufio.NewReaderSize(relayed, relayBufferSize)
 	c.uw = newFlushWriter(relayed)
 	if _, err := c.uw.Write(startup); err != nil {
