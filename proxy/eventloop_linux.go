@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -88,7 +89,11 @@ var (
 // the first time.
 func eventLoops() ([]*eventLoop, error) {
 	eventLoopsOnce.Do(func() {
-		for range runtime.GOMAXPROCS(0) {
+		n := runtime.GOMAXPROCS(0)
+		if v, err := strconv.Atoi(os.Getenv("DDLGUARD_EXP_LOOPS")); err == nil && v > 0 {
+			n = v
+		}
+		for range n {
 			l, err := newEventLoop()
 			if err != nil {
 				eventLoopsErr = err
@@ -246,29 +251,48 @@ func (l *eventLoop) serve() {
 	if err != nil {
 		panic("event loop: " + err.Error()) // an *os.File always has one
 	}
+	if os.Getenv("DDLGUARD_EXP_BLOCK") != "" {
+		for {
+			n := l.poll()
+			if n == 0 {
+				r, _, e := syscall.Syscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
+					uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), ^uintptr(0), 0, 0)
+				if e != 0 {
+					continue
+				}
+				n = int(r)
+			}
+			l.dispatch(n)
+		}
+	}
 	rc.Read(func(uintptr) bool {
 		for {
 			n := l.poll()
 			if n == 0 {
 				return false // wait until the epoll descriptor is readable
 			}
-			for _, ev := range l.evs[:n] {
-				if ev.Fd == kickToken {
-					l.takeKicks()
-					continue
-				}
-				l.mu.Lock()
-				p := l.pumps[ev.Fd]
-				l.mu.Unlock()
-				if p == nil {
-					continue // handed back earlier in this batch
-				}
-				if stay, readFailed := p.step(); !stay {
-					l.handBack(p, readFailed)
-				}
-			}
+			l.dispatch(n)
 		}
 	})
+}
+
+// dispatch handles the first n events in l.evs.
+func (l *eventLoop) dispatch(n int) {
+	for _, ev := range l.evs[:n] {
+		if ev.Fd == kickToken {
+			l.takeKicks()
+			continue
+		}
+		l.mu.Lock()
+		p := l.pumps[ev.Fd]
+		l.mu.Unlock()
+		if p == nil {
+			continue // handed back earlier in this batch
+		}
+		if stay, readFailed := p.step(); !stay {
+			l.handBack(p, readFailed)
+		}
+	}
 }
 
 // poll returns the number of ready events in l.evs, without waiting. The

@@ -31,6 +31,7 @@ type Config struct {
 	StartupTimeout   time.Duration  `yaml:"startup_timeout"`
 	MaxMessageSize   ByteSize       `yaml:"max_message_size"`
 	AllowReplication bool           `yaml:"allow_replication"`
+	EventLoop        bool           `yaml:"event_loop"`
 	ClientTLS        ClientTLS      `yaml:"client_tls"`
 	UpstreamTLS      UpstreamTLS    `yaml:"upstream_tls"`
 	Log              LogConfig      `yaml:"log"`
@@ -150,6 +151,7 @@ func defaultConfig() Config {
 		ConnectTimeout: proxy.DefaultConnectTimeout,
 		StartupTimeout: proxy.DefaultStartupTimeout,
 		MaxMessageSize: proxy.DefaultMaxMessageSize,
+		EventLoop:      true,
 		UpstreamTLS:    UpstreamTLS{Mode: string(proxy.UpstreamTLSPrefer)},
 		Log:            LogConfig{Format: "text", Level: "info"},
 		Admin:          AdminConfig{Listen: metrics.DefaultAdminListen},
@@ -481,6 +483,7 @@ func (cfg Config) proxyConfig(logger *slog.Logger) (proxy.Config, error) {
 		StartupTimeout:   cfg.StartupTimeout,
 		MaxMessageSize:   int(cfg.MaxMessageSize),
 		AllowReplication: cfg.AllowReplication,
+		DisableEventLoop: !cfg.EventLoop,
 		Logger:           logger,
 	}
 	if cfg.ConnectTimeout <= 0 {
