@@ -87,7 +87,10 @@ func (c *clientConn) closeForDrain() {
 	c.end.upstreamClosedByUs = true
 	c.end.mu.Unlock()
 	c.cwMu.Lock()
-	c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+	c.mu.Lock()
+	raw := c.raw
+	c.mu.Unlock()
+	raw.SetWriteDeadline(time.Now().Add(time.Second))
 	c.cw.Write(fatalFrame(codeAdminShutdown, drainMessage))
 	c.cw.Flush()
 	c.cwMu.Unlock()

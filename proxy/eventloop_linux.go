@@ -3,77 +3,77 @@ package proxy
 import (
 	"bufio"
 	"fmt"
-	"net"
-	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
 // The event loops relay the steady state of plain (non-TLS) connections
-// without waking a goroutine per message.
+// without waking a goroutine per message, as PgBouncer's single thread does.
 //
+// When a connection's startup is done and neither side uses TLS, both of
+// its sockets are taken out of Go's poller and given to one of a few event
+// loops (ownedsocket_linux.go), each an epoll set served by one goroutine.
 // A pump (relay.go) that is idle at a read (its reader empty, its writer
-// flushed) parks its goroutine and registers its socket with one of a few
-// event loops, each an epoll set (level-triggered) served by one goroutine.
-// When the socket is readable, the loop reads it once, relays the complete
+// flushed) then parks its goroutine and lets the loop relay for it: when
+// its socket is readable, the loop reads it once, relays the complete
 // frames with the pump's own hook, and writes them to the peer with one
-// write; it never waits. The pump goes back to its goroutine (the loop
-// "hands it back") whenever a frame needs more than that:
+// write; it never waits. The loop hands the pump back to its goroutine
+// whenever a frame needs more than that:
 //   - a frame whose hook could wait or decide something (loopPump.safe says
 //     no: a statement that needs the guard's decision, a held batch, a
 //     Terminate, a draining server);
 //   - a frame larger than the read buffer, or one with an invalid length;
-//   - a peer that does not take what is written (the socket is full);
+//   - a peer that does not take what is written (the socket is full), or a
+//     writer another goroutine holds (TryLock, never a wait);
 //   - a read that fails or ends (the pump reads again and reports it);
-//   - the connection being closed (closeBoth and closeUpstream kick the loop).
+//   - the socket being closed.
 //
 // Handing back leaves the reader and writer as they are (a frame not yet
 // relayed is still unread), so the pump goroutine carries on exactly where
-// the loop stopped. A pump's reader, writer and hook belong to the loop
-// between registration and hand-back, and to the pump goroutine otherwise;
-// the loop only ever works on one pump at a time, so hooks never run
-// concurrently for one direction. The writer shared with other goroutines
-// (the client's, under cwMu) is only taken with TryLock: a busy lock is a
-// hand-back, not a wait.
+// the loop stopped, waiting for its sockets through the loop. A pump's
+// reader, writer and hook belong to the loop from parking to hand-back and
+// to the pump goroutine otherwise; the loop works on one pump at a time.
 //
-// Why: with a goroutine per direction, every message parks one goroutine
-// and wakes another and reads its socket once more to find it empty before
-// waiting; docs/perf/README.md has the profile. The loop's own waiting goes
-// through Go's poller on the epoll descriptor, and its socket calls are raw
-// (rawio_linux.go), so nothing here enters the runtime's syscall path
-// except one call per sysmonKeepalive.
+// How the loop waits: while there is traffic it waits in epoll_wait itself
+// for up to busyWait, keeping its P, so a message wakes exactly one thread
+// and no goroutine; after busyWait without an event it waits through the
+// runtime's syscall path, which lets the scheduler have the P. A signal
+// (the runtime preempting the loop, or stopping the world for the garbage
+// collector) ends a wait at once with EINTR. With GOMAXPROCS=1 the loop
+// never keeps the P (busyWait 0). docs/perf/README.md has the measurements
+// behind each of these choices.
 
-// eventLoop is one epoll set and the pumps registered in it.
+// eventLoop is one epoll set and the sockets registered in it.
 type eventLoop struct {
-	epfd   int
-	kickfd int      // an eventfd: written when a connection is kicked
-	ready  *os.File // epfd, waited on through Go's poller
-	evs    []syscall.EpollEvent
+	epfd     int
+	kickfd   int // an eventfd: written when queued or kicked has work
+	evs      []syscall.EpollEvent
+	busyWait time.Duration
+	again    []*pump // loop only: pumps whose last read may have left bytes
 
 	mu     sync.Mutex
-	pumps  map[int32]*pump // by the token in their epoll registration
+	socks  map[int32]*ownedSocket // by the token in their registration
 	next   int32
-	kicked []*clientConn
+	queued []*pump        // pumps that just parked: step each once
+	kicked []*ownedSocket // closed sockets whose pump must be handed back
 }
 
-// kickToken is the epoll token of the loop's eventfd; pumps get the others.
+// kickToken is the epoll token of the loop's eventfd; sockets get the others.
 const kickToken = 0
 
 // loopPump is a pump's event-loop state.
 type loopPump struct {
 	loop    *eventLoop
-	conn    *clientConn
-	in, out *rawIOConn // the sockets the pump reads and writes
+	in, out *ownedSocket // the sockets the pump reads and writes
 	// safe reports whether an inspected frame's hook may run in the loop:
 	// it cannot wait, and it cannot stop the pump.
 	safe func(typ byte, body []byte) bool
 	// mayPark reports whether the pump may enter the loop now.
 	mayPark func() bool
 	resume  chan struct{}
-	token   int32 // guarded by loop.mu
 	// readFailed: the loop handed the pump back because its read failed;
 	// the pump reads again (and ends) before it may park again.
 	readFailed bool
@@ -85,16 +85,19 @@ var (
 	eventLoopsErr  error
 )
 
-// eventLoops returns the process's event loops, one per P, starting them
-// the first time.
+// eventLoops returns the process's event loops, starting them the first
+// time: one per four Ps (at least one), each keeping its P while busy
+// unless that would leave no P for the rest of the process.
 func eventLoops() ([]*eventLoop, error) {
 	eventLoopsOnce.Do(func() {
-		n := runtime.GOMAXPROCS(0)
-		if v, err := strconv.Atoi(os.Getenv("DDLGUARD_EXP_LOOPS")); err == nil && v > 0 {
-			n = v
+		procs := runtime.GOMAXPROCS(0)
+		n := max(1, procs/4)
+		var busyWait time.Duration
+		if procs > n {
+			busyWait = 5 * time.Millisecond
 		}
 		for range n {
-			l, err := newEventLoop()
+			l, err := newEventLoop(busyWait)
 			if err != nil {
 				eventLoopsErr = err
 				return
@@ -108,13 +111,12 @@ func eventLoops() ([]*eventLoop, error) {
 	return eventLoopsList, eventLoopsErr
 }
 
-func newEventLoop() (*eventLoop, error) {
+func newEventLoop(busyWait time.Duration) (*eventLoop, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("event loop: epoll_create1: %w", err)
 	}
-	const efdNonblock, efdCloexec = syscall.O_NONBLOCK, syscall.O_CLOEXEC
-	kfd, _, e := syscall.Syscall(syscall.SYS_EVENTFD2, 0, efdNonblock|efdCloexec, 0)
+	kfd, _, e := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if e != 0 {
 		syscall.Close(epfd)
 		return nil, fmt.Errorf("event loop: eventfd: %w", e)
@@ -125,20 +127,72 @@ func newEventLoop() (*eventLoop, error) {
 		syscall.Close(int(kfd))
 		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
 	}
-	if err := syscall.SetNonblock(epfd, true); err != nil {
-		return nil, fmt.Errorf("event loop: %w", err)
-	}
-	return &eventLoop{epfd: epfd, kickfd: int(kfd), ready: os.NewFile(uintptr(epfd), "epoll"),
-		evs: make([]syscall.EpollEvent, 128), pumps: make(map[int32]*pump)}, nil
+	return &eventLoop{epfd: epfd, kickfd: int(kfd), evs: make([]syscall.EpollEvent, 128),
+		socks: make(map[int32]*ownedSocket), busyWait: busyWait}, nil
 }
 
-// attachLoop lets p be relayed by an event loop while it is idle, when the
-// server allows it and both sockets are plain.
-func (c *clientConn) attachLoop(p *pump, inConn, outConn net.Conn, safe func(byte, []byte) bool, mayPark func() bool) {
-	in, _ := inConn.(*rawIOConn)
-	out, _ := outConn.(*rawIOConn)
-	if c.srv.cfg.DisableEventLoop || in == nil || out == nil {
+// readEvents is what a socket is registered for: edge-triggered
+// readability (writability only while a Write waits, see watch).
+const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | edgeTriggered
+
+// watch changes s's registration to ask for writability too, or not (the
+// caller holds s.mu). Arming reports the socket at once if it is writable.
+func (l *eventLoop) watch(s *ownedSocket, writes bool) {
+	ev := syscall.EpollEvent{Events: readEvents, Fd: s.token}
+	if writes {
+		ev.Events |= syscall.EPOLLOUT
+	}
+	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_MOD, s.fd, &ev)
+}
+
+// register adds s to the loop's epoll set.
+func (l *eventLoop) register(s *ownedSocket) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.next++
+	if l.next <= kickToken {
+		l.next = kickToken + 1
+	}
+	s.token = l.next
+	ev := syscall.EpollEvent{Events: readEvents, Fd: s.token}
+	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+		return fmt.Errorf("event loop: epoll_ctl: %w", err)
+	}
+	l.socks[s.token] = s
+	return nil
+}
+
+// unregister stops watching s (its descriptor still open); when a pump
+// was relayed from it, the loop hands that pump back.
+func (l *eventLoop) unregister(s *ownedSocket, inLoop bool) {
+	l.mu.Lock()
+	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, s.fd, nil)
+	delete(l.socks, s.token)
+	if inLoop {
+		l.kicked = append(l.kicked, s)
+	}
+	l.mu.Unlock()
+	if inLoop {
+		l.wake()
+	}
+}
+
+// wake makes the loop look at queued and kicked.
+func (l *eventLoop) wake() {
+	one := uint64(1)
+	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.kickfd), uintptr(unsafe.Pointer(&one)), 8)
+}
+
+// ownSockets gives both sockets of a plain connection to an event loop,
+// once startup is done (relay goroutine, before the pumps start).
+func (c *clientConn) ownSockets() {
+	if c.srv.cfg.DisableEventLoop {
 		return
+	}
+	cio, _ := c.clientIO.(*rawIOConn)
+	uio, _ := c.upstreamIO.(*rawIOConn)
+	if cio == nil || uio == nil {
+		return // TLS on a side: Go's poller serves the connection
 	}
 	loops, err := eventLoops()
 	if err != nil || len(loops) == 0 {
@@ -148,11 +202,38 @@ func (c *clientConn) attachLoop(p *pump, inConn, outConn net.Conn, safe func(byt
 		return
 	}
 	l := loops[c.id%uint64(len(loops))]
-	p.lp = &loopPump{loop: l, conn: c, in: in, out: out, safe: safe, mayPark: mayPark, resume: make(chan struct{}, 1)}
-	c.loopMu.Lock()
-	c.loopPumps = append(c.loopPumps, p)
-	c.loop = l
-	c.loopMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	cs, err := own(cio.Conn, l)
+	if err != nil {
+		c.srv.log.Warn("event loop: relaying with goroutines", "conn_id", c.id, "err", err)
+		return
+	}
+	us, err := own(uio.Conn, l)
+	if err != nil {
+		// The client socket is the loop's already; its pumps wait
+		// through the loop but do not park in it.
+		c.srv.log.Warn("event loop: relaying with goroutines", "conn_id", c.id, "err", err)
+		c.raw, c.client, cio.own = cs, cs, cs
+		return
+	}
+	c.raw, c.client, cio.own = cs, cs, cs
+	c.upstreamRaw, c.upstream, uio.own = us, us, us
+}
+
+// attachLoop lets p be relayed by its sockets' event loop while it is
+// idle, when both sockets are the loop's.
+func (c *clientConn) attachLoop(p *pump, inConn, outConn any, safe func(byte, []byte) bool, mayPark func() bool) {
+	in, _ := inConn.(*rawIOConn)
+	out, _ := outConn.(*rawIOConn)
+	if in == nil || out == nil || in.own == nil || out.own == nil {
+		return
+	}
+	p.lp = &loopPump{loop: in.own.loop, in: in.own, out: out.own, safe: safe, mayPark: mayPark,
+		resume: make(chan struct{}, 1)}
 }
 
 // park hands the idle pump to its loop and waits until the loop hands it
@@ -164,172 +245,180 @@ func (p *pump) park() bool {
 		lp.readFailed = false
 		return false
 	}
-	if !lp.mayPark() || !lp.loop.register(p) {
+	if !lp.mayPark() {
 		return false
 	}
+	s := lp.in
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return false
+	}
+	s.pump = p
+	s.mu.Unlock()
+	// Bytes may be waiting whose edge the pump's own read consumed: the
+	// loop steps the pump once now.
+	l := lp.loop
+	l.mu.Lock()
+	l.queued = append(l.queued, p)
+	l.mu.Unlock()
+	l.wake()
 	<-lp.resume
 	return true
 }
 
-// register adds p's socket to the loop's epoll set. It fails when the
-// socket is closed (closing it removed it from the set, or will).
-func (l *eventLoop) register(p *pump) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.next++
-	if l.next <= kickToken {
-		l.next = kickToken + 1
-	}
-	tok := l.next
-	var err error
-	cerr := p.lp.in.rd.rc.Control(func(fd uintptr) {
-		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP, Fd: tok}
-		err = syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
-	})
-	if cerr != nil || err != nil {
-		return false
-	}
-	p.lp.token = tok
-	l.pumps[tok] = p
-	return true
-}
-
-// handBack removes p from the loop and wakes its goroutine (loop only).
+// handBack returns p to its goroutine (loop only).
 func (l *eventLoop) handBack(p *pump, readFailed bool) {
-	p.lp.in.rd.rc.Control(func(fd uintptr) {
-		syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
-	})
-	l.mu.Lock()
-	delete(l.pumps, p.lp.token)
-	l.mu.Unlock()
+	s := p.lp.in
+	s.mu.Lock()
+	s.pump = nil
+	s.mu.Unlock()
 	p.lp.readFailed = readFailed
 	p.lp.resume <- struct{}{}
 }
 
-// kickLoop makes the loop hand back c's pumps: c is being closed, and a
-// pump must see its socket fail. Any goroutine, the loop's included.
-func (c *clientConn) kickLoop() {
-	c.loopMu.Lock()
-	l := c.loop
-	c.loopMu.Unlock()
-	if l == nil {
-		return
-	}
-	l.mu.Lock()
-	l.kicked = append(l.kicked, c)
-	l.mu.Unlock()
-	one := uint64(1)
-	syscall.RawSyscall(syscall.SYS_WRITE, uintptr(l.kickfd), uintptr(unsafe.Pointer(&one)), 8)
-}
-
-// takeKicks hands back the pumps of every kicked connection (loop only).
-func (l *eventLoop) takeKicks() {
-	var n uint64
-	syscall.RawSyscall(syscall.SYS_READ, uintptr(l.kickfd), uintptr(unsafe.Pointer(&n)), 8)
-	l.mu.Lock()
-	kicked := l.kicked
-	l.kicked = nil
-	l.mu.Unlock()
-	for _, c := range kicked {
-		c.loopMu.Lock()
-		pumps := c.loopPumps
-		c.loopMu.Unlock()
-		for _, p := range pumps {
-			l.mu.Lock()
-			registered := l.pumps[p.lp.token] == p
-			l.mu.Unlock()
-			if registered {
-				l.handBack(p, false)
-			}
-		}
-	}
+// inLoop reports whether the loop relays for p now (loop only).
+func (p *pump) inLoop() bool {
+	s := p.lp.in
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pump == p
 }
 
 // serve runs the loop for the life of the process.
 func (l *eventLoop) serve() {
-	rc, err := l.ready.SyscallConn()
-	if err != nil {
-		panic("event loop: " + err.Error()) // an *os.File always has one
-	}
-	if os.Getenv("DDLGUARD_EXP_BLOCK") != "" {
-		for {
-			n := l.poll()
-			if n == 0 {
-				r, _, e := syscall.Syscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
-					uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), ^uintptr(0), 0, 0)
-				if e != 0 {
-					continue
-				}
-				n = int(r)
+	for {
+		var n int
+		switch {
+		case len(l.again) > 0:
+			n = l.poll(0)
+		case l.busyWait > 0:
+			if n = l.poll(l.busyWait); n == 0 {
+				n = l.sleep()
 			}
+		default:
+			if n = l.poll(0); n == 0 {
+				n = l.sleep()
+			}
+		}
+		if n > 0 {
 			l.dispatch(n)
 		}
-	}
-	rc.Read(func(uintptr) bool {
-		for {
-			n := l.poll()
-			if n == 0 {
-				return false // wait until the epoll descriptor is readable
+		again := l.again
+		l.again = nil
+		for _, p := range again {
+			if p.inLoop() {
+				l.step(p)
 			}
-			l.dispatch(n)
 		}
-	})
+	}
+}
+
+// poll waits up to wait (whole milliseconds) for events in l.evs and
+// returns their number, or -1 when a signal interrupted it. The call is
+// raw: the loop keeps its P while it waits.
+func (l *eventLoop) poll(wait time.Duration) int {
+	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
+		uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), uintptr(wait.Milliseconds()), 0, 0)
+	if e != 0 {
+		return -1
+	}
+	return int(n)
+}
+
+// sleep waits for events without a time limit, through the runtime's
+// syscall path (the P goes back to the scheduler).
+func (l *eventLoop) sleep() int {
+	n, _, e := syscall.Syscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
+		uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), ^uintptr(0), 0, 0)
+	if e != 0 {
+		return -1
+	}
+	return int(n)
 }
 
 // dispatch handles the first n events in l.evs.
 func (l *eventLoop) dispatch(n int) {
 	for _, ev := range l.evs[:n] {
 		if ev.Fd == kickToken {
-			l.takeKicks()
+			l.takeQueued()
 			continue
 		}
 		l.mu.Lock()
-		p := l.pumps[ev.Fd]
+		s := l.socks[ev.Fd]
 		l.mu.Unlock()
-		if p == nil {
-			continue // handed back earlier in this batch
+		if s == nil {
+			continue // closed earlier in this batch
 		}
-		if stay, readFailed := p.step(); !stay {
-			l.handBack(p, readFailed)
+		if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
+			s.writable()
+		}
+		if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
+			if p := s.readable(); p != nil {
+				l.step(p)
+			}
 		}
 	}
 }
 
-// poll returns the number of ready events in l.evs, without waiting. The
-// call is raw (no runtime syscall path) except once per sysmonKeepalive.
-func (l *eventLoop) poll() int {
-	for {
-		call := syscall.RawSyscall6
-		if viaRuntime() {
-			call = syscall.Syscall6
+// takeQueued steps the pumps that just parked and hands back those whose
+// socket was closed.
+func (l *eventLoop) takeQueued() {
+	var n uint64
+	syscall.RawSyscall(syscall.SYS_READ, uintptr(l.kickfd), uintptr(unsafe.Pointer(&n)), 8)
+	l.mu.Lock()
+	queued, kicked := l.queued, l.kicked
+	l.queued, l.kicked = nil, nil
+	l.mu.Unlock()
+	for _, p := range queued {
+		if p.inLoop() {
+			l.step(p)
 		}
-		n, _, e := call(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
-			uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), 0, 0, 0)
-		if e == syscall.EINTR {
-			continue
+	}
+	for _, s := range kicked {
+		s.mu.Lock()
+		p := s.pump
+		s.mu.Unlock()
+		if p != nil {
+			l.handBack(p, true)
 		}
-		if e != 0 {
-			return 0
-		}
-		return int(n)
+	}
+}
+
+// step runs one step of p and acts on its outcome.
+func (l *eventLoop) step(p *pump) {
+	stay, readFailed, more := p.step()
+	switch {
+	case !stay:
+		l.handBack(p, readFailed)
+	case more:
+		l.again = append(l.again, p)
 	}
 }
 
 // step relays, without waiting, what one read of p's socket brings: every
 // complete frame the loop may relay, then one write. It reports whether p
-// stays in the loop, and when not, whether it is because the read failed.
-func (p *pump) step() (stay, readFailed bool) {
+// stays in the loop, whether it leaves because the read failed, and
+// whether the read filled the buffer (bytes may be left, and the socket
+// will not report them again).
+func (p *pump) step() (stay, readFailed, more bool) {
 	r, w, lp := p.r, p.w, p.lp
-	lp.in.rd.nonblock = true
+	if !lp.in.acquire() {
+		return false, true, false
+	}
+	defer lp.in.release()
+	room := r.Size() - r.Buffered()
+	lp.in.rnb = true
 	_, err := r.Peek(r.Buffered() + 1)
-	lp.in.rd.nonblock = false
+	lp.in.rnb = false
 	switch err {
 	case nil, errWouldBlock:
 	case bufio.ErrBufferFull:
-		return false, false
+		return false, false, false
 	default:
-		return false, true
+		return false, true, false
 	}
+	more = err == nil && r.Size()-r.Buffered() == 0 && room > 0
 	relayed := 0
 	defer func() {
 		if relayed > 0 {
@@ -340,7 +429,7 @@ func (p *pump) step() (stay, readFailed bool) {
 		typ, n, err := readFrameHeader(r, p.limit, p.side)
 		size := 5 + n
 		if err != nil || size > r.Size() {
-			return false, false // the pump reports it, or streams the frame
+			return false, false, false // the pump reports it, or streams the frame
 		}
 		if r.Buffered() < size {
 			break // wait for the rest
@@ -348,10 +437,10 @@ func (p *pump) step() (stay, readFailed bool) {
 		frame, _ := r.Peek(size)
 		inspect := p.inspect[typ] || (p.inspectAll != nil && p.inspectAll.Load())
 		if inspect && !lp.safe(typ, frame[5:]) {
-			return false, false
+			return false, false, false
 		}
 		if p.wmu != nil && !p.wmu.TryLock() {
-			return false, false
+			return false, false, false
 		}
 		action, out := forwardFrame, frame
 		if inspect {
@@ -370,15 +459,15 @@ func (p *pump) step() (stay, readFailed bool) {
 		r.Discard(size)
 		if inspect && p.after != nil {
 			if err := p.after(typ); err != nil {
-				return false, false
+				return false, false, false
 			}
 		}
 		p.last = typ
 		if w.Buffered() >= relayBufferSize && !p.flushNow() {
-			return false, false
+			return false, false, false
 		}
 	}
-	return p.flushNow(), false
+	return p.flushNow(), false, more
 }
 
 // flushNow writes what the pump's writer holds without waiting; false
@@ -390,9 +479,13 @@ func (p *pump) flushNow() bool {
 	if p.wmu != nil && !p.wmu.TryLock() {
 		return false
 	}
-	p.lp.out.wr.nonblock = true
+	p.lp.out.wnb = true
 	err := p.w.Flush()
-	p.lp.out.wr.nonblock = false
+	p.lp.out.wnb = false
 	p.unlock()
 	return err == nil
 }
+
+// edgeTriggered is EPOLLET as the uint32 an EpollEvent holds (the syscall
+// package declares it negative).
+const edgeTriggered = 1 << 31

@@ -37,6 +37,9 @@ import (
 type rawIOConn struct {
 	net.Conn
 	rd, wr rawIO
+	// own, once set (before the relay starts), is the same socket taken
+	// over by an event loop; every call goes to it (ownedsocket_linux.go).
+	own *ownedSocket
 }
 
 // rawIO is the state of one direction: the buffer and the outcome of the
@@ -48,10 +51,6 @@ type rawIO struct {
 	n     int
 	errno syscall.Errno
 	fn    func(fd uintptr) bool
-	// nonblock: a call that would block returns errWouldBlock (with what
-	// it did) instead of waiting. Only an event loop sets it, and only for
-	// the duration of its own calls (eventloop_linux.go).
-	nonblock bool
 }
 
 // sysmonKeepalive is how long the relay may go without entering the
@@ -97,10 +96,6 @@ func (s *rawIO) read(fd uintptr) bool {
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
-			if s.nonblock {
-				s.errno = e
-				return true
-			}
 			return false // wait for the poller
 		case 0:
 			s.n = int(n)
@@ -120,10 +115,6 @@ func (s *rawIO) write(fd uintptr) bool {
 			s.n += int(n)
 		case syscall.EINTR:
 		case syscall.EAGAIN:
-			if s.nonblock {
-				s.errno = e
-				return true
-			}
 			return false // wait for the poller
 		default:
 			s.errno = e
@@ -134,10 +125,13 @@ func (s *rawIO) write(fd uintptr) bool {
 }
 
 func (c *rawIOConn) Read(p []byte) (int, error) {
+	if c.own != nil {
+		return c.own.Read(p)
+	}
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if !c.rd.nonblock && viaRuntime() {
+	if viaRuntime() {
 		return c.Conn.Read(p)
 	}
 	n, err := c.call(&c.rd, "read", p)
@@ -148,7 +142,10 @@ func (c *rawIOConn) Read(p []byte) (int, error) {
 }
 
 func (c *rawIOConn) Write(p []byte) (int, error) {
-	if !c.wr.nonblock && viaRuntime() {
+	if c.own != nil {
+		return c.own.Write(p)
+	}
+	if viaRuntime() {
 		return c.Conn.Write(p)
 	}
 	return c.call(&c.wr, "write", p)
@@ -169,8 +166,6 @@ func (c *rawIOConn) call(s *rawIO, op string, p []byte) (int, error) {
 	switch {
 	case err != nil:
 		return n, c.opError(op, err)
-	case errno == syscall.EAGAIN:
-		return n, errWouldBlock
 	case errno != 0:
 		return n, c.opError(op, os.NewSyscallError(op, errno))
 	}

@@ -256,6 +256,7 @@ func flushed(w *flushWriter) error {
 
 // relay runs both pumps until the connection ends.
 func (c *clientConn) relay() {
+	c.ownSockets()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

@@ -231,7 +231,7 @@ func (s *Server) forget(c *clientConn) {
 // clientConn is one client connection and its upstream connection.
 type clientConn struct {
 	srv    *Server
-	raw    net.Conn // the accepted socket; closing it ends everything
+	raw    net.Conn // the accepted socket; closing it ends everything (guarded by mu once relaying: ownSockets replaces it)
 	client net.Conn // raw, or the *tls.Conn over it after an SSLRequest
 	cr     *bufio.Reader
 	cw     *flushWriter
@@ -295,13 +295,9 @@ type clientConn struct {
 	// stops: an answer ddlguard waits for will not come. Guarded by mu.
 	upstreamEnded chan struct{}
 
-	// Event-loop relaying (eventloop_linux.go): the sockets the pumps read
-	// and write (the raw sockets, or TLS over them), the loop the pumps
-	// are attached to and the pumps themselves, guarded by loopMu.
+	// clientIO and upstreamIO are what the pumps read and write: the
+	// sockets (raw I/O, maybe taken over by an event loop) or TLS over them.
 	clientIO, upstreamIO net.Conn
-	loopMu               sync.Mutex
-	loop                 *eventLoop
-	loopPumps            []*pump
 
 	// Extended-protocol timeout state (execute.go), client pump only.
 	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan
@@ -392,13 +388,12 @@ func (c *clientConn) sendFatal(code, message string) {
 func (c *clientConn) closeBoth() {
 	c.mu.Lock()
 	c.closed = true
-	up := c.upstreamRaw
+	raw, up := c.raw, c.upstreamRaw
 	c.mu.Unlock()
-	c.raw.Close()
+	raw.Close()
 	if up != nil {
 		up.Close()
 	}
-	c.kickLoop()
 }
 
 // upstreamEndedCh is the channel closed when the upstream pump stops.
@@ -419,7 +414,6 @@ func (c *clientConn) closeUpstream() {
 	if up != nil {
 		up.Close()
 	}
-	c.kickLoop()
 }
 
 // setUpstream records the dialed upstream socket so that closeBoth reaches
