@@ -108,7 +108,7 @@ func clientSCRAMDSN(p *testProxy, database string, kv ...string) string {
 }
 
 func TestClientPsqlMultiStatement(t *testing.T) {
-	p := startProxy(t)
+	p := startProxy(t, keepTLS)
 	const script = "CREATE TEMP TABLE t(a int); INSERT INTO t VALUES (1),(2); SELECT sum(a) FROM t"
 	// psql 15 shows the result of every statement of a multi-statement
 	// string, in order.
@@ -178,7 +178,7 @@ func clientFileSHA256(t *testing.T, path string) (string, int64) {
 }
 
 func TestClientPsqlCopyRoundTrip(t *testing.T) {
-	p := startProxy(t)
+	p := startProxy(t, keepTLS)
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.tsv"), filepath.Join(dir, "out.tsv")
 	rows, idSum := psqlCopyFixture(t, in, 60000)
@@ -215,7 +215,7 @@ func TestClientPsqlCopyRoundTrip(t *testing.T) {
 }
 
 func TestClientPsqlErrorStopsScript(t *testing.T) {
-	p := startProxy(t)
+	p := startProxy(t, keepTLS)
 	script := filepath.Join(t.TempDir(), "script.sql")
 	if err := os.WriteFile(script, []byte(
 		"SELECT 'before-' || 'error' AS marker;\n"+
@@ -241,7 +241,7 @@ func TestClientPsqlErrorStopsScript(t *testing.T) {
 }
 
 func TestClientPsqlCtrlC(t *testing.T) {
-	p := startProxy(t)
+	p := startProxy(t, keepTLS)
 	super := superConn(t, "postgres")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -372,7 +372,7 @@ func parsePgbenchOutput(t *testing.T, res clientRun) pgbenchSummary {
 }
 
 func TestClientPgbench(t *testing.T) {
-	p := startProxy(t)
+	p := startProxy(t, keepTLS)
 	super := superConn(t, "postgres")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -599,7 +599,7 @@ type psycopgResult struct {
 }
 
 func TestClientPsycopg(t *testing.T) {
-	p := startProxy(t)
+	p := startProxy(t, keepTLS)
 	script := filepath.Join(t.TempDir(), "psycopg_through_ddlguard.py")
 	if err := os.WriteFile(script, []byte(psycopgScript), 0o644); err != nil {
 		t.Fatal(err)

@@ -217,7 +217,7 @@ func TestFaultOversizedFrames(t *testing.T) {
 // never processed (CVE-2021-23214 class): the connection is closed and no
 // backend is started.
 func TestFaultPlaintextAfterSSLRequest(t *testing.T) {
-	p := startProxy(t)
+	p := startProxy(t, keepTLS)
 	conn, err := net.Dial("tcp", p.Addr())
 	if err != nil {
 		t.Fatal(err)

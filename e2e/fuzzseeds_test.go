@@ -262,7 +262,7 @@ func TestFuzzSeedsFromTraffic(t *testing.T) {
 		c.UpstreamTLSMode = proxy.UpstreamTLSDisable
 	})
 	// The SSLRequest answer: a proxy that negotiates TLS upstream.
-	tlsProxy := startProxy(t, func(c *proxy.Config) { c.Upstream = tapAddr })
+	tlsProxy := startProxy(t, keepTLS, func(c *proxy.Config) { c.Upstream = tapAddr })
 	tlsConn := tlsProxy.Connect(t, pgcluster.RoleTrust, "postgres", "sslmode", "disable")
 	if _, err := tlsConn.Exec(ctx, "SELECT 1"); err != nil {
 		t.Fatal(err)

@@ -111,21 +111,44 @@ func connectConfig(t testing.TB, how string, cfg *pgx.ConnConfig) *pgx.Conn {
 	return conn
 }
 
+// plainRelay (E2E_PLAIN_RELAY=1) makes startProxy's default plain on both
+// legs, so that every test that does not ask for TLS runs its connections
+// through the event loop (proxy/eventloop_linux.go) rather than the
+// goroutines that relay TLS.
+var plainRelay = os.Getenv("E2E_PLAIN_RELAY") == "1"
+
+// keepTLS is the option for tests about TLS itself: ddlguard offers TLS to
+// clients and prefers it upstream, as startProxy does by default, also when
+// plainRelay is set.
+func keepTLS(c *proxy.Config) {
+	c.ClientTLS = harnessClientTLS()
+	c.UpstreamTLSMode = proxy.UpstreamTLSPrefer
+}
+
+// harnessClientTLS is the TLS configuration with the harness's proxy
+// certificate.
+var harnessClientTLS = sync.OnceValue(func() *tls.Config {
+	cert, err := tls.LoadX509KeyPair(cluster.ProxyCertFile, cluster.ProxyKeyFile)
+	if err != nil {
+		panic("loading the harness's proxy certificate: " + err.Error())
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}}
+})
+
 // startProxy starts ddlguard in front of cluster with the product defaults
 // plus client TLS with the harness's proxy certificate; options adjust the
 // config. The proxy is closed when the test ends.
 func startProxy(t testing.TB, options ...func(*proxy.Config)) *testProxy {
 	t.Helper()
-	cert, err := tls.LoadX509KeyPair(cluster.ProxyCertFile, cluster.ProxyKeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
 	logs := &lockedBuffer{}
 	cfg := proxy.Config{
 		Listen:    "127.0.0.1:0",
 		Upstream:  cluster.Addr(),
-		ClientTLS: &tls.Config{Certificates: []tls.Certificate{cert}},
+		ClientTLS: harnessClientTLS(),
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if plainRelay {
+		cfg.ClientTLS, cfg.UpstreamTLSMode = nil, proxy.UpstreamTLSDisable
 	}
 	for _, o := range options {
 		o(&cfg)

@@ -90,7 +90,7 @@ func pg18BinDir(t *testing.T) string {
 func startPG18(t *testing.T) (*pgcluster.Cluster, *testProxy) {
 	t.Helper()
 	c := startPG18Cluster(t)
-	p := startProxy(t, func(cfg *proxy.Config) { cfg.Upstream = c.Addr() })
+	p := startProxy(t, keepTLS, func(cfg *proxy.Config) { cfg.Upstream = c.Addr() })
 	return c, p
 }
 

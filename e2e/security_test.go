@@ -19,7 +19,7 @@ import (
 // Client-facing TLS accepts TLS 1.2 and 1.3 only, even when the embedding
 // program's tls.Config allows less (the test proxy's does).
 func TestSecurityTLSVersions(t *testing.T) {
-	p := startProxy(t)
+	p := startProxy(t, keepTLS)
 	handshake := func(maxVersion uint16) error {
 		conn, err := net.DialTimeout("tcp", p.Addr(), 5*time.Second)
 		if err != nil {

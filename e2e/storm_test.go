@@ -315,7 +315,7 @@ func (s *steadyClient) run(dsn string, stop <-chan struct{}, done chan<- struct{
 }
 
 func TestStormBadClients(t *testing.T) {
-	p := startProxy(t, func(c *proxy.Config) {
+	p := startProxy(t, keepTLS, func(c *proxy.Config) {
 		c.StartupTimeout = stormStartupLimit
 		c.MaxMessageSize = 64 << 10
 	})

@@ -36,6 +36,7 @@ type Proxy struct {
 	reloadOK            prometheus.Gauge
 	reloadTime          prometheus.Gauge
 	draining            prometheus.Gauge
+	loopHandBacks       *prometheus.CounterVec
 
 	recent *Recent
 }
@@ -83,6 +84,8 @@ func NewProxy(reg prometheus.Registerer, version string, recent *Recent) *Proxy 
 			"Unix time of the last successful configuration load."),
 		draining: f.gauge("draining",
 			"1 while ddlguard drains connections before shutting down."),
+		loopHandBacks: f.counterVec("relay_loop_handbacks_total",
+			"Times an event loop gave a connection's relay back to its own goroutine, by reason (decision: a statement needs the guard; socket_full; writer_busy; large_frame; invalid_frame; peer_gone; closed).", "reason"),
 		recent: recent,
 	}
 	f.gaugeVec("build_info", "ddlguard's version and the Go version it was built with.", "version", "goversion").
@@ -93,6 +96,9 @@ func NewProxy(reg prometheus.Registerer, version string, recent *Recent) *Proxy 
 	p.passed = p.statements.WithLabelValues("allow", "")
 	for _, r := range []string{proxy.RejectStartup, proxy.RejectTLSRequired, proxy.RejectReplication, proxy.RejectDraining} {
 		p.clientRejected.WithLabelValues(r) // present at zero, for rate()
+	}
+	for _, r := range proxy.HandBackReasons {
+		p.loopHandBacks.WithLabelValues(r)
 	}
 	for _, d := range []string{"allow", "timeout", "rewrite", "reject", "warn"} {
 		p.statements.WithLabelValues(d, "")
@@ -150,6 +156,7 @@ func (p *Proxy) BlockerWait(d time.Duration) { p.blockerWait.Observe(d.Seconds()
 func (p *Proxy) LockTimeout()                { p.lockTimeouts.Inc() }
 func (p *Proxy) LockRetry()                  { p.lockRetries.Inc() }
 func (p *Proxy) RetryBudgetExhausted()       { p.budgetExhausted.Inc() }
+func (p *Proxy) LoopHandBack(reason string)  { p.loopHandBacks.WithLabelValues(reason).Inc() }
 func (p *Proxy) Rewritten(rule string, ok bool) {
 	outcome := "succeeded"
 	if !ok {

@@ -267,13 +267,14 @@ func (p *pump) park() bool {
 	return true
 }
 
-// handBack returns p to its goroutine (loop only).
-func (l *eventLoop) handBack(p *pump, readFailed bool) {
+// handBack returns p to its goroutine for reason (loop only).
+func (l *eventLoop) handBack(p *pump, reason string) {
 	s := p.lp.in
 	s.mu.Lock()
 	s.pump = nil
 	s.mu.Unlock()
-	p.lp.readFailed = readFailed
+	p.lp.readFailed = reason == HandBackPeerGone || reason == HandBackClosed
+	p.obs.LoopHandBack(reason)
 	p.lp.resume <- struct{}{}
 }
 
@@ -354,7 +355,8 @@ func (l *eventLoop) dispatch(n int) {
 			s.writable()
 		}
 		if ev.Events&(syscall.EPOLLIN|syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
-			if p := s.readable(); p != nil {
+			hup := ev.Events&(syscall.EPOLLRDHUP|syscall.EPOLLERR|syscall.EPOLLHUP) != 0
+			if p := s.readable(hup); p != nil {
 				l.step(p)
 			}
 		}
@@ -380,31 +382,31 @@ func (l *eventLoop) takeQueued() {
 		p := s.pump
 		s.mu.Unlock()
 		if p != nil {
-			l.handBack(p, true)
+			l.handBack(p, HandBackClosed)
 		}
 	}
 }
 
 // step runs one step of p and acts on its outcome.
 func (l *eventLoop) step(p *pump) {
-	stay, readFailed, more := p.step()
+	leave, more := p.step()
 	switch {
-	case !stay:
-		l.handBack(p, readFailed)
+	case leave != "":
+		l.handBack(p, leave)
 	case more:
 		l.again = append(l.again, p)
 	}
 }
 
 // step relays, without waiting, what one read of p's socket brings: every
-// complete frame the loop may relay, then one write. It reports whether p
-// stays in the loop, whether it leaves because the read failed, and
-// whether the read filled the buffer (bytes may be left, and the socket
-// will not report them again).
-func (p *pump) step() (stay, readFailed, more bool) {
+// complete frame the loop may relay, then one write. It returns why p must
+// go back to its goroutine ("" when it stays in the loop), and whether the
+// read filled the buffer (bytes may be left, and the socket will not
+// report them again).
+func (p *pump) step() (leave string, more bool) {
 	r, w, lp := p.r, p.w, p.lp
 	if !lp.in.acquire() {
-		return false, true, false
+		return HandBackClosed, false
 	}
 	defer lp.in.release()
 	room := r.Size() - r.Buffered()
@@ -414,11 +416,11 @@ func (p *pump) step() (stay, readFailed, more bool) {
 	switch err {
 	case nil, errWouldBlock:
 	case bufio.ErrBufferFull:
-		return false, false, false
+		return HandBackLargeFrame, false
 	default:
-		return false, true, false
+		return HandBackPeerGone, false
 	}
-	more = err == nil && r.Size()-r.Buffered() == 0 && room > 0
+	more = err == nil && (lp.in.hup || r.Size()-r.Buffered() == 0 && room > 0)
 	relayed := 0
 	defer func() {
 		if relayed > 0 {
@@ -428,19 +430,21 @@ func (p *pump) step() (stay, readFailed, more bool) {
 	for r.Buffered() >= 5 {
 		typ, n, err := readFrameHeader(r, p.limit, p.side)
 		size := 5 + n
-		if err != nil || size > r.Size() {
-			return false, false, false // the pump reports it, or streams the frame
-		}
-		if r.Buffered() < size {
-			break // wait for the rest
+		switch {
+		case err != nil:
+			return HandBackBadFrame, false // the pump reports it
+		case size > r.Size():
+			return HandBackLargeFrame, false // the pump streams it
+		case r.Buffered() < size:
+			return p.flushNow(), more // wait for the rest
 		}
 		frame, _ := r.Peek(size)
 		inspect := p.inspect[typ] || (p.inspectAll != nil && p.inspectAll.Load())
 		if inspect && !lp.safe(typ, frame[5:]) {
-			return false, false, false
+			return HandBackDecision, false
 		}
 		if p.wmu != nil && !p.wmu.TryLock() {
-			return false, false, false
+			return HandBackWriterBusy, false
 		}
 		action, out := forwardFrame, frame
 		if inspect {
@@ -459,31 +463,39 @@ func (p *pump) step() (stay, readFailed, more bool) {
 		r.Discard(size)
 		if inspect && p.after != nil {
 			if err := p.after(typ); err != nil {
-				return false, false, false
+				return HandBackClosed, false
 			}
 		}
 		p.last = typ
-		if w.Buffered() >= relayBufferSize && !p.flushNow() {
-			return false, false, false
+		if w.Buffered() >= relayBufferSize {
+			if leave := p.flushNow(); leave != "" {
+				return leave, false
+			}
 		}
 	}
-	return p.flushNow(), false, more
+	return p.flushNow(), more
 }
 
-// flushNow writes what the pump's writer holds without waiting; false
-// means the rest is for the pump goroutine to write.
-func (p *pump) flushNow() bool {
+// flushNow writes what the pump's writer holds without waiting. It
+// returns why the rest is for the pump goroutine to write, or "".
+func (p *pump) flushNow() string {
 	if p.w.arr == nil {
-		return true
+		return ""
 	}
 	if p.wmu != nil && !p.wmu.TryLock() {
-		return false
+		return HandBackWriterBusy
 	}
 	p.lp.out.wnb = true
 	err := p.w.Flush()
 	p.lp.out.wnb = false
 	p.unlock()
-	return err == nil
+	switch err {
+	case nil:
+		return ""
+	case errWouldBlock:
+		return HandBackSocketFull
+	}
+	return HandBackPeerGone // the pump's Flush reports the error
 }
 
 // edgeTriggered is EPOLLET as the uint32 an EpollEvent holds (the syscall

@@ -53,7 +53,25 @@ type Observer interface {
 	// ended in a lock timeout, and the last attempt of a statement that
 	// does no work under its lock).
 	GuardedDone(kind string, total, lockWait time.Duration)
+	// LoopHandBack: an event loop gave a pump back to its goroutine
+	// (reason: HandBackDecision, HandBackSocketFull, ...).
+	LoopHandBack(reason string)
 }
+
+// Reasons for LoopHandBack (eventloop_linux.go).
+const (
+	HandBackDecision   = "decision"      // a frame needs the guard or a held batch
+	HandBackSocketFull = "socket_full"   // the peer does not take what is written
+	HandBackWriterBusy = "writer_busy"   // another goroutine writes to the client
+	HandBackLargeFrame = "large_frame"   // a frame larger than the read buffer
+	HandBackBadFrame   = "invalid_frame" // a frame with an invalid length
+	HandBackPeerGone   = "peer_gone"     // the peer closed or reset, or a read or write failed
+	HandBackClosed     = "closed"        // ddlguard closed the socket
+)
+
+// HandBackReasons lists every LoopHandBack reason.
+var HandBackReasons = []string{HandBackDecision, HandBackSocketFull, HandBackWriterBusy,
+	HandBackLargeFrame, HandBackBadFrame, HandBackPeerGone, HandBackClosed}
 
 // Reasons for ClientRejected.
 const (
@@ -101,6 +119,7 @@ func (nopObserver) WaitingChanged(int)                               {}
 func (nopObserver) BlockerWait(time.Duration)                        {}
 func (nopObserver) LockTimeout()                                     {}
 func (nopObserver) LockRetry()                                       {}
+func (nopObserver) LoopHandBack(string)                              {}
 func (nopObserver) RetryBudgetExhausted()                            {}
 func (nopObserver) Rewritten(string, bool)                           {}
 func (nopObserver) GuardedDone(string, time.Duration, time.Duration) {}

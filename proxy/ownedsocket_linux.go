@@ -51,6 +51,10 @@ type ownedSocket struct {
 	// rnb, wnb: the next Read (Write) returns errWouldBlock instead of
 	// waiting. Set only by the loop, around its own calls.
 	rnb, wnb bool
+	// hup: the loop saw the peer close or reset (loop only). From then on
+	// a short read does not mean the socket is drained: the end of the
+	// stream is still to be read, and no new edge will announce it.
+	hup bool
 }
 
 // own takes conn's socket out of Go's poller and hands it to l. On error
@@ -216,10 +220,13 @@ func (s *ownedSocket) waitWrite() error {
 	return s.wait(&s.wready, &s.wdl, s.wwake)
 }
 
-// readable records that the socket became readable and wakes a waiting
-// Read; it returns the pump the loop relays from this socket instead,
-// if any (loop only).
-func (s *ownedSocket) readable() *pump {
+// readable records that the socket became readable (hup: the peer closed
+// or reset) and wakes a waiting Read; it returns the pump the loop relays
+// from this socket instead, if any (loop only).
+func (s *ownedSocket) readable(hup bool) *pump {
+	if hup {
+		s.hup = true
+	}
 	s.mu.Lock()
 	p := s.pump
 	if p == nil {

@@ -22,9 +22,45 @@ func rawOnly(t *testing.T) {
 	t.Cleanup(func() { lastRuntimeIO.Store(saved) })
 }
 
-// rawPair returns a loopback TCP connection wrapped by withRawIO and its
-// plain peer.
-func rawPair(t *testing.T) (*rawIOConn, *net.TCPConn) {
+// relaySocketKinds are the socket types the relay reads and writes
+// through: a net.Conn with raw I/O (rawio_linux.go), and a socket taken
+// over by an event loop (ownedsocket_linux.go). Both must behave as a
+// net.Conn does.
+var relaySocketKinds = []struct {
+	name string
+	wrap func(t *testing.T, c net.Conn) net.Conn
+}{
+	{"rawio", func(t *testing.T, c net.Conn) net.Conn {
+		r, ok := withRawIO(c).(*rawIOConn)
+		if !ok {
+			t.Fatalf("withRawIO(%T) = %T, want *rawIOConn", c, withRawIO(c))
+		}
+		return r
+	}},
+	{"owned", func(t *testing.T, c net.Conn) net.Conn {
+		loops, err := eventLoops()
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := own(c, loops[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}},
+}
+
+// forEachSocketKind runs f as a subtest for each relay socket kind.
+func forEachSocketKind(t *testing.T, f func(t *testing.T, wrap func(*testing.T, net.Conn) net.Conn)) {
+	for _, k := range relaySocketKinds {
+		t.Run(k.name, func(t *testing.T) { f(t, k.wrap) })
+	}
+}
+
+// rawPair returns a loopback TCP connection wrapped by wrap and its plain
+// peer.
+func rawPair(t *testing.T, wrap func(*testing.T, net.Conn) net.Conn) (net.Conn, *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,12 +81,20 @@ func rawPair(t *testing.T) (*rawIOConn, *net.TCPConn) {
 		t.Fatal("accept failed")
 	}
 	t.Cleanup(func() { c.Close(); peer.Close() })
-	wrapped := withRawIO(c)
-	r, ok := wrapped.(*rawIOConn)
-	if !ok {
-		t.Fatalf("withRawIO(*net.TCPConn) = %T, want *rawIOConn", wrapped)
+	return wrap(t, c), peer.(*net.TCPConn)
+}
+
+// closeWrite shuts down the sending side of c's socket.
+func closeWrite(t *testing.T, c net.Conn) {
+	if r, ok := c.(*rawIOConn); ok {
+		c = r.Conn
 	}
-	return r, peer.(*net.TCPConn)
+	rc, err := c.(syscall.Conn).SyscallConn()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	rc.Control(func(fd uintptr) { syscall.Shutdown(int(fd), syscall.SHUT_WR) })
 }
 
 func randomBytes(t *testing.T, n int) []byte {
@@ -63,9 +107,13 @@ func randomBytes(t *testing.T, n int) []byte {
 // Large transfers both ways at once: reads that find the socket empty and
 // writes that find it full wait in the poller and resume; every byte
 // arrives once, in order.
-func TestRawIOConnTransfersBothWays(t *testing.T) {
+func TestRelaySocketTransfersBothWays(t *testing.T) {
 	rawOnly(t)
-	c, peer := rawPair(t)
+	forEachSocketKind(t, testTransfersBothWays)
+}
+
+func testTransfersBothWays(t *testing.T, wrap func(*testing.T, net.Conn) net.Conn) {
+	c, peer := rawPair(t, wrap)
 	in, out := randomBytes(t, 8<<20), randomBytes(t, 8<<20)
 	peerGot := make(chan []byte, 1)
 	go func() {
@@ -79,7 +127,7 @@ func TestRawIOConnTransfersBothWays(t *testing.T) {
 	writeErr := make(chan error, 1)
 	go func() {
 		_, err := c.Write(out) // one call: larger than any socket buffer
-		c.Conn.(*net.TCPConn).CloseWrite()
+		closeWrite(t, c)
 		writeErr <- err
 	}()
 	got, err := io.ReadAll(c)
@@ -97,10 +145,14 @@ func TestRawIOConnTransfersBothWays(t *testing.T) {
 	}
 }
 
-func TestRawIOConnErrorsAsNetConn(t *testing.T) {
+func TestRelaySocketErrorsAsNetConn(t *testing.T) {
 	rawOnly(t)
+	forEachSocketKind(t, testErrorsAsNetConn)
+}
+
+func testErrorsAsNetConn(t *testing.T, wrap func(*testing.T, net.Conn) net.Conn) {
 	t.Run("EOF", func(t *testing.T) {
-		c, peer := rawPair(t)
+		c, peer := rawPair(t, wrap)
 		peer.Write([]byte("abc"))
 		peer.Close()
 		got, err := io.ReadAll(c)
@@ -112,7 +164,7 @@ func TestRawIOConnErrorsAsNetConn(t *testing.T) {
 		}
 	})
 	t.Run("ReadDeadline", func(t *testing.T) {
-		c, _ := rawPair(t)
+		c, _ := rawPair(t, wrap)
 		c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
 		_, err := c.Read(make([]byte, 8))
 		var ne net.Error
@@ -124,7 +176,7 @@ func TestRawIOConnErrorsAsNetConn(t *testing.T) {
 		}
 	})
 	t.Run("WriteDeadline", func(t *testing.T) {
-		c, _ := rawPair(t) // the peer never reads: the buffers fill
+		c, _ := rawPair(t, wrap) // the peer never reads: the buffers fill
 		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
 		n, err := c.Write(make([]byte, 64<<20))
 		if !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -135,7 +187,7 @@ func TestRawIOConnErrorsAsNetConn(t *testing.T) {
 		}
 	})
 	t.Run("ClosedWhileReading", func(t *testing.T) {
-		c, _ := rawPair(t)
+		c, _ := rawPair(t, wrap)
 		done := make(chan error, 1)
 		go func() {
 			_, err := c.Read(make([]byte, 8))
@@ -148,7 +200,7 @@ func TestRawIOConnErrorsAsNetConn(t *testing.T) {
 		}
 	})
 	t.Run("Reset", func(t *testing.T) {
-		c, peer := rawPair(t)
+		c, peer := rawPair(t, wrap)
 		peer.SetLinger(0)
 		peer.Close()
 		time.Sleep(20 * time.Millisecond)
@@ -189,8 +241,12 @@ func TestWithRawIOLeavesOtherConnsAlone(t *testing.T) {
 }
 
 // Unix sockets (ddlguard's own Unix listener) take the raw path too.
-func TestRawIOConnUnixSocket(t *testing.T) {
+func TestRelaySocketUnix(t *testing.T) {
 	rawOnly(t)
+	forEachSocketKind(t, testUnixSocket)
+}
+
+func testUnixSocket(t *testing.T, wrap func(*testing.T, net.Conn) net.Conn) {
 	ln, err := net.Listen("unix", t.TempDir()+"/s")
 	if err != nil {
 		t.Fatal(err)
@@ -209,14 +265,11 @@ func TestRawIOConnUnixSocket(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	r, ok := withRawIO(c).(*rawIOConn)
-	if !ok {
-		t.Fatalf("withRawIO(*net.UnixConn) = %T, want *rawIOConn", withRawIO(c))
-	}
+	r := wrap(t, c)
 	want := randomBytes(t, 1<<20)
 	go func() {
 		r.Write(want)
-		c.(*net.UnixConn).CloseWrite()
+		closeWrite(t, r)
 	}()
 	got, err := io.ReadAll(r)
 	if err != nil || !bytes.Equal(got, want) {
