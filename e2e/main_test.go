@@ -111,15 +111,15 @@ func connectConfig(t testing.TB, how string, cfg *pgx.ConnConfig) *pgx.Conn {
 	return conn
 }
 
-// plainRelay (E2E_PLAIN_RELAY=1) makes startProxy's default plain on both
-// legs, so that every test that does not ask for TLS runs its connections
-// through the event loop (proxy/eventloop_linux.go) rather than the
-// goroutines that relay TLS.
+// plainRelay (E2E_PLAIN_RELAY=1) makes startProxy's upstream leg plain by
+// default, so that every client that does not ask for TLS (sslmode=disable,
+// raw protocol tests, psql and pgbench with sslmode=disable) is relayed by
+// the event loop (proxy/eventloop_linux.go) rather than by the goroutines
+// that relay TLS. Clients that ask for TLS still get it.
 var plainRelay = os.Getenv("E2E_PLAIN_RELAY") == "1"
 
-// keepTLS is the option for tests about TLS itself: ddlguard offers TLS to
-// clients and prefers it upstream, as startProxy does by default, also when
-// plainRelay is set.
+// keepTLS is the option for tests about TLS itself: ddlguard prefers TLS
+// upstream, as startProxy does by default, also when plainRelay is set.
 func keepTLS(c *proxy.Config) {
 	c.ClientTLS = harnessClientTLS()
 	c.UpstreamTLSMode = proxy.UpstreamTLSPrefer
@@ -148,7 +148,7 @@ func startProxy(t testing.TB, options ...func(*proxy.Config)) *testProxy {
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if plainRelay {
-		cfg.ClientTLS, cfg.UpstreamTLSMode = nil, proxy.UpstreamTLSDisable
+		cfg.UpstreamTLSMode = proxy.UpstreamTLSDisable
 	}
 	for _, o := range options {
 		o(&cfg)
