@@ -23,7 +23,9 @@
 // clientwatch.go (noticing a client that hangs up while ddlguard waits or
 // works on its behalf), rawio_linux.go (relayed socket reads and writes as
 // raw non-blocking system calls, docs/perf/README.md says why),
-// intercept.go (asking the guard), execute.go and rewrite.go (carrying out
+// eventloop_linux.go (the event loops that relay idle plain connections)
+// and ownedsocket_linux.go (the sockets they take over from Go's poller),
+// flushwriter.go (write buffers pooled while empty), intercept.go (asking the guard), execute.go and rewrite.go (carrying out
 // a decision), facts.go and facts_monitor.go (catalog facts), observe.go
 // (the Observer events), drain.go (graceful shutdown), errors.go
 // (synthesized PostgreSQL errors), accept_unix.go (running out of file

@@ -7,7 +7,12 @@
 // protocol, and it handles a full socket by polling for it; do not put it
 // in front of anything.
 //
-//	go run docs/perf/eventloop/main.go LISTEN UPSTREAM [LOOPS]
+//	[OWN=1] [BUSY=MS] go run docs/perf/eventloop/main.go LISTEN UPSTREAM [LOOPS]
+//
+// OWN=1 takes the sockets out of Go's poller (a duplicate descriptor, the
+// net.Conn closed); BUSY=MS waits in a raw epoll_wait of at most MS
+// milliseconds instead of through Go's poller. docs/perf/README.md has what
+// each measured.
 package main
 
 import (
@@ -44,7 +49,7 @@ func newLoop() *loop {
 	}
 	syscall.SetNonblock(epfd, true)
 	return &loop{epfd: epfd, byFD: map[int]*pair{}, buf: make([]byte, 32<<10),
-		evs: make([]syscall.EpollEvent, 128), ready: os.NewFile(uintptr(epfd), "epoll")}
+		evs: make([]syscall.EpollEvent, 128), ready: newReady(epfd)}
 }
 
 func (l *loop) add(p *pair) {
@@ -104,6 +109,18 @@ func writeAll(fd int, b []byte) bool {
 // serve relays until the process ends: each readable socket is read once,
 // what was read is written to its peer.
 func (l *loop) serve() {
+	if bw := os.Getenv("BUSY"); bw != "" {
+		ms, _ := strconv.Atoi(bw)
+		for {
+			r, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(l.epfd),
+				uintptr(unsafe.Pointer(&l.evs[0])), uintptr(len(l.evs)), uintptr(ms), 0, 0)
+			n := int(r)
+			if e != 0 || n <= 0 {
+				continue
+			}
+			l.handle(n)
+		}
+	}
 	rc, err := l.ready.SyscallConn()
 	if err != nil {
 		panic(err)
@@ -121,28 +138,32 @@ func (l *loop) serve() {
 			if e != 0 || n <= 0 {
 				return false // wait for the epoll descriptor to become readable
 			}
-			for _, ev := range l.evs[:n] {
-				fd := int(ev.Fd)
-				l.mu.Lock()
-				p := l.byFD[fd]
-				l.mu.Unlock()
-				if p == nil {
-					continue
-				}
-				peer := p.fds[0]
-				if fd == peer {
-					peer = p.fds[1]
-				}
-				m, e := rawRead(fd, l.buf)
-				if e == syscall.EAGAIN {
-					continue
-				}
-				if e != 0 || m == 0 || !writeAll(peer, l.buf[:m]) {
-					l.drop(p)
-				}
-			}
+			l.handle(n)
 		}
 	})
+}
+
+func (l *loop) handle(n int) {
+	for _, ev := range l.evs[:n] {
+		fd := int(ev.Fd)
+		l.mu.Lock()
+		p := l.byFD[fd]
+		l.mu.Unlock()
+		if p == nil {
+			continue
+		}
+		peer := p.fds[0]
+		if fd == peer {
+			peer = p.fds[1]
+		}
+		m, e := rawRead(fd, l.buf)
+		if e == syscall.EAGAIN {
+			continue
+		}
+		if e != 0 || m == 0 || !writeAll(peer, l.buf[:m]) {
+			l.drop(p)
+		}
+	}
 }
 
 func fdOf(c net.Conn) int {
@@ -152,6 +173,14 @@ func fdOf(c net.Conn) int {
 	}
 	var fd int
 	rc.Control(func(u uintptr) { fd = int(u) })
+	if os.Getenv("OWN") != "" {
+		nfd, err := syscall.Dup(fd)
+		if err != nil {
+			panic(err)
+		}
+		c.Close()
+		return nfd
+	}
 	return fd
 }
 
@@ -185,4 +214,14 @@ func main() {
 		}
 		ls[i%loops].add(&pair{conns: [2]net.Conn{c, u}, fds: [2]int{fdOf(c), fdOf(u)}})
 	}
+}
+
+// newReady is the epoll descriptor as a file Go's poller watches, or nil
+// when the loop waits in epoll_wait itself (BUSY): then Go's poller must
+// not watch it, or every event would wake the runtime too.
+func newReady(epfd int) *os.File {
+	if os.Getenv("BUSY") != "" {
+		return nil
+	}
+	return os.NewFile(uintptr(epfd), "epoll")
 }
