@@ -436,7 +436,7 @@ func (p *pump) step() (leave string, more bool) {
 		case size > r.Size():
 			return HandBackLargeFrame, false // the pump streams it
 		case r.Buffered() < size:
-			return p.flushNow(), more // wait for the rest
+			return p.flushIf(relayed > 0), more // wait for the rest
 		}
 		frame, _ := r.Peek(size)
 		inspect := p.inspect[typ] || (p.inspectAll != nil && p.inspectAll.Load())
@@ -459,6 +459,7 @@ func (p *pump) step() (leave string, more bool) {
 			p.counter.Add(int64(len(out)))
 			relayed += len(out)
 		}
+		full := w.Buffered() >= relayBufferSize
 		p.unlock()
 		r.Discard(size)
 		if inspect && p.after != nil {
@@ -467,23 +468,34 @@ func (p *pump) step() (leave string, more bool) {
 			}
 		}
 		p.last = typ
-		if w.Buffered() >= relayBufferSize {
+		if full {
 			if leave := p.flushNow(); leave != "" {
 				return leave, false
 			}
 		}
 	}
-	return p.flushNow(), more
+	return p.flushIf(relayed > 0), more
+}
+
+// flushIf is flushNow when this step buffered something. Otherwise the
+// writer is as the last flush left it: every other goroutine that writes
+// to it (under wmu) flushes before it lets go.
+func (p *pump) flushIf(wrote bool) string {
+	if !wrote {
+		return ""
+	}
+	return p.flushNow()
 }
 
 // flushNow writes what the pump's writer holds without waiting. It
 // returns why the rest is for the pump goroutine to write, or "".
 func (p *pump) flushNow() string {
-	if p.w.arr == nil {
-		return ""
-	}
 	if p.wmu != nil && !p.wmu.TryLock() {
 		return HandBackWriterBusy
+	}
+	if p.w.arr == nil {
+		p.unlock()
+		return ""
 	}
 	p.lp.out.wnb = true
 	err := p.w.Flush()

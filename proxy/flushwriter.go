@@ -73,6 +73,9 @@ func (f *flushWriter) Write(p []byte) (int, error) {
 
 // Buffer adds p to what is buffered without writing anything.
 func (f *flushWriter) Buffer(p []byte) {
+	if len(p) == 0 {
+		return
+	}
 	if f.arr == nil {
 		f.arr = writeBuffers.Get().(*[relayBufferSize]byte)
 	}
