@@ -123,3 +123,64 @@ func TestFlushWriterNoAllocationPerFlush(t *testing.T) {
 		t.Errorf("%.1f allocations per write and flush, want 0", allocs)
 	}
 }
+
+// roomyWriter takes at most room bytes, then says it would block.
+type roomyWriter struct {
+	bytes.Buffer
+	room int
+}
+
+func (r *roomyWriter) Write(p []byte) (int, error) {
+	n := min(len(p), r.room)
+	r.room -= n
+	r.Buffer.Write(p[:n])
+	if n < len(p) {
+		return n, errWouldBlock
+	}
+	return n, nil
+}
+
+// The event loop's use: Buffer never writes (beyond the pooled buffer it
+// spills), a Flush that finds no room keeps the rest and is not an error
+// for later calls, and the bytes leave once, in order.
+func TestFlushWriterBufferAndPartialFlush(t *testing.T) {
+	dst := &roomyWriter{room: 1000}
+	f := newFlushWriter(dst)
+	want := append(bytes.Repeat([]byte("a"), relayBufferSize-10), bytes.Repeat([]byte("b"), 5000)...)
+	f.Buffer(want[:relayBufferSize-10])
+	f.Buffer(want[relayBufferSize-10:]) // past the pooled buffer: spills
+	f.Buffer(nil)
+	if dst.Len() != 0 || f.Buffered() != len(want) {
+		t.Fatalf("after Buffer: %d written, %d buffered; want 0, %d", dst.Len(), f.Buffered(), len(want))
+	}
+	if err := f.Flush(); err != errWouldBlock {
+		t.Fatalf("Flush with room for 1000 bytes: %v, want errWouldBlock", err)
+	}
+	if dst.Len() != 1000 || f.Buffered() != len(want)-1000 {
+		t.Fatalf("after a partial Flush: %d written, %d buffered; want 1000, %d", dst.Len(), f.Buffered(), len(want)-1000)
+	}
+	dst.room = relayBufferSize // the rest of the pooled part, and some of the spill
+	if err := f.Flush(); err != errWouldBlock {
+		t.Fatalf("second partial Flush: %v, want errWouldBlock", err)
+	}
+	dst.room = 1 << 20
+	if err := f.Flush(); err != nil {
+		t.Fatalf("Flush with room: %v (a full socket must not stick)", err)
+	}
+	if !bytes.Equal(dst.Bytes(), want) {
+		t.Errorf("wrote %d bytes, want the %d buffered, in order", dst.Len(), len(want))
+	}
+	if f.arr != nil || f.spill != nil || f.Buffered() != 0 {
+		t.Error("after the last Flush the writer still holds a buffer")
+	}
+	// A Write after a partial Flush goes after what was left.
+	dst.Reset()
+	dst.room = 3
+	f.Buffer([]byte("12345"))
+	f.Flush()
+	dst.room = 100
+	f.Write([]byte("678"))
+	if err := f.Flush(); err != nil || dst.String() != "12345678" {
+		t.Errorf("after a partial Flush and a Write: %q, %v; want 12345678, nil", dst.String(), err)
+	}
+}
