@@ -74,8 +74,9 @@ type loopPump struct {
 	// mayPark reports whether the pump may enter the loop now.
 	mayPark func() bool
 	resume  chan struct{}
-	// readFailed: the loop handed the pump back because its read failed;
-	// the pump reads again (and ends) before it may park again.
+	// readFailed: the loop handed the pump back because its socket ended
+	// (peer gone, or closed); the pump reads again (and ends) before it may
+	// park again.
 	readFailed bool
 }
 
@@ -446,14 +447,7 @@ func (p *pump) step() (leave string, more bool) {
 		if p.wmu != nil && !p.wmu.TryLock() {
 			return HandBackWriterBusy, false
 		}
-		action, out := forwardFrame, frame
-		if inspect {
-			var repl []byte
-			action, repl = p.hook(typ, frame[5:])
-			if action == replaceFrame {
-				out = repl
-			}
-		}
+		action, out := p.decide(typ, frame, inspect)
 		if action != dropFrame {
 			w.Buffer(out)
 			p.counter.Add(int64(len(out)))

@@ -287,19 +287,15 @@ func (s *ownedSocket) SetDeadline(t time.Time) error {
 	return s.SetWriteDeadline(t)
 }
 
-func (s *ownedSocket) SetReadDeadline(t time.Time) error {
-	s.mu.Lock()
-	s.rdl = t
-	s.mu.Unlock()
-	poke(s.rwake)
-	return nil
-}
+func (s *ownedSocket) SetReadDeadline(t time.Time) error  { return s.setDeadline(&s.rdl, s.rwake, t) }
+func (s *ownedSocket) SetWriteDeadline(t time.Time) error { return s.setDeadline(&s.wdl, s.wwake, t) }
 
-func (s *ownedSocket) SetWriteDeadline(t time.Time) error {
+// setDeadline sets *dl and wakes a waiting call to look at it.
+func (s *ownedSocket) setDeadline(dl *time.Time, wake chan struct{}, t time.Time) error {
 	s.mu.Lock()
-	s.wdl = t
+	*dl = t
 	s.mu.Unlock()
-	poke(s.wwake)
+	poke(wake)
 	return nil
 }
 
@@ -323,27 +319,21 @@ func (rc ownedRawConn) Control(f func(fd uintptr)) error {
 }
 
 func (rc ownedRawConn) Read(f func(fd uintptr) bool) error {
-	s := rc.s
-	if !s.acquire() {
-		return net.ErrClosed
-	}
-	defer s.release()
-	for !f(uintptr(s.fd)) {
-		if err := s.wait(&s.rready, &s.rdl, s.rwake); err != nil {
-			return err
-		}
-	}
-	return nil
+	return rc.run(f, func() error { return rc.s.wait(&rc.s.rready, &rc.s.rdl, rc.s.rwake) })
 }
 
 func (rc ownedRawConn) Write(f func(fd uintptr) bool) error {
-	s := rc.s
-	if !s.acquire() {
+	return rc.run(f, rc.s.waitWrite)
+}
+
+// run calls f until it reports done, waiting between calls.
+func (rc ownedRawConn) run(f func(fd uintptr) bool, wait func() error) error {
+	if !rc.s.acquire() {
 		return net.ErrClosed
 	}
-	defer s.release()
-	for !f(uintptr(s.fd)) {
-		if err := s.waitWrite(); err != nil {
+	defer rc.s.release()
+	for !f(uintptr(rc.s.fd)) {
+		if err := wait(); err != nil {
 			return err
 		}
 	}

@@ -186,14 +186,7 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 		if err != nil {
 			return p.last, false, &readError{unexpectedEOF(err)}
 		}
-		action, out := forwardFrame, frame
-		if inspect {
-			var repl []byte
-			action, repl = p.hook(typ, frame[5:])
-			if action == replaceFrame {
-				out = repl
-			}
-		}
+		action, out := p.decide(typ, frame, inspect)
 		if action != dropFrame {
 			p.lock()
 			_, err := w.Write(out)
@@ -219,6 +212,19 @@ func (p *pump) run() (last byte, midFrame bool, err error) {
 		}
 		p.last = typ
 	}
+}
+
+// decide returns what to forward for a whole frame: the frame itself, or
+// what the hook says when the frame is inspected.
+func (p *pump) decide(typ byte, frame []byte, inspect bool) (frameAction, []byte) {
+	if !inspect {
+		return forwardFrame, frame
+	}
+	action, repl := p.hook(typ, frame[5:])
+	if action == replaceFrame {
+		return action, repl
+	}
+	return action, frame
 }
 
 // maxKeptScratch is the largest buffer for inspected frames a pump keeps
