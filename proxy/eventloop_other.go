@@ -5,8 +5,6 @@ package proxy
 // The event loops (eventloop_linux.go) are Linux only: elsewhere every
 // connection is relayed by its own two pump goroutines.
 
-type eventLoop struct{}
-
 type loopPump struct{}
 
 func (c *clientConn) ownSockets() {}
