@@ -50,7 +50,11 @@ func TestSoak(t *testing.T) {
 		t.Fatalf("pgbench -i: %v\n%s", err, initOut)
 	}
 	config := filepath.Join(t.TempDir(), "ddlguard.yaml")
-	os.WriteFile(config, []byte("log:\n  level: info\n"), 0o600)
+	yaml := "log:\n  level: info\n"
+	if plainRelay {
+		yaml += "upstream_tls:\n  mode: disable\n" // the event loop relays every connection
+	}
+	os.WriteFile(config, []byte(yaml), 0o600)
 	admin := freeAddr(t)
 	b := rldStart(t, config, "--admin-listen", admin)
 	host, port := splitHostPort(t, b.listen)
