@@ -290,15 +290,14 @@ func (p *pump) inLoop() bool {
 // serve runs the loop for the life of the process.
 func (l *eventLoop) serve() {
 	if l.busyWait > 0 {
-		// A loop that keeps its P also keeps its thread. Unlocked, the
-		// runtime's preemption (every 10 ms of the loop running) moves the
-		// goroutine to another thread, and the kernel then moved the
-		// loop's thread to the other CPU at almost every wake-up: 1.6
-		// migrations per transaction at one client against PgBouncer's
-		// none, and about 4 us more CPU per transaction in ddlguard and 6
-		// in pgbench (docs/perf/README.md). Locked: none. With no busy
-		// wait (one P) a locked loop would cost a thread hand-off each
-		// time it sleeps, so it is not locked then.
+		// A loop that keeps its P also keeps its thread. Unlocked (the
+		// runtime's preemption moves it between threads), the kernel
+		// moved the loop's thread to the waker's CPU 0.4-1.7 times per
+		// transaction at one client, against PgBouncer's none, for 8-13
+		// us more CPU per transaction in ddlguard and 6-7 in pgbench
+		// (docs/perf/README.md). Locked, it stays put. With no busy wait
+		// (one P) a locked loop would cost a thread hand-off each time
+		// it sleeps, so it is not locked then.
 		runtime.LockOSThread()
 	}
 	for {
