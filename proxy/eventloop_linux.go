@@ -39,7 +39,8 @@ import (
 //
 // How the loop waits: while there is traffic it waits in epoll_wait itself
 // for up to busyWait, keeping its P, so a message wakes exactly one thread
-// and no goroutine; after busyWait without an event it waits through the
+// and no goroutine, and it stays locked to its thread (unlocked, the thread
+// was moved between CPUs at many wake-ups); after busyWait without an event it waits through the
 // runtime's syscall path, which lets the scheduler have the P. A signal
 // (the runtime preempting the loop, or stopping the world for the garbage
 // collector) ends a wait at once with EINTR. With GOMAXPROCS=1 the loop
