@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,23 +52,29 @@ func plainBothWays(c *proxy.Config) {
 // handBacks is the hand-back counter for reason.
 func (p *loopProxy) handBacks(t *testing.T, reason string) float64 {
 	t.Helper()
+	return p.counter(t, "ddlguard_relay_loop_handbacks_total", "reason", reason)
+}
+
+// counter is the value of counter name{label="value"}.
+func (p *loopProxy) counter(t *testing.T, name, label, value string) float64 {
+	t.Helper()
 	fams, err := p.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, f := range fams {
-		if f.GetName() != "ddlguard_relay_loop_handbacks_total" {
+		if f.GetName() != name {
 			continue
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "reason" && l.GetValue() == reason {
+				if l.GetName() == label && l.GetValue() == value {
 					return m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	t.Fatalf("no ddlguard_relay_loop_handbacks_total{reason=%q}", reason)
+	t.Fatalf("no %s{%s=%q}", name, label, value)
 	return 0
 }
 
@@ -235,4 +242,69 @@ func TestEventLoopDisabled(t *testing.T) {
 			t.Errorf("handbacks{reason=%q} = %v with the event loop off, want 0", r, n)
 		}
 	}
+}
+
+// countingConn counts the bytes a client reads and writes.
+type countingConn struct {
+	net.Conn
+	read, written atomic.Int64
+}
+
+func (c *countingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	c.read.Add(int64(n))
+	return n, err
+}
+
+func (c *countingConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.written.Add(int64(n))
+	return n, err
+}
+
+// The byte counters hear of every byte the loop relays exactly once (it
+// sums them per pass of the loop), also across hand-backs to the pump
+// goroutines and back: after a session's traffic, the counters have moved
+// by exactly what the client wrote and read.
+func TestEventLoopCountsBytes(t *testing.T) {
+	p := startLoopProxy(t)
+	conn, err := net.DialTimeout("tcp", p.Addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	conn.SetDeadline(time.Now().Add(30 * time.Second))
+	cc := &countingConn{Conn: conn}
+	rc := newRawConn(cc)
+	rc.startup(t, pgproto3.ProtocolVersion30, nil)
+	rc.simpleQuery(t, "SELECT 1") // the pumps are idle, in the loop
+
+	const up, down = "client_to_upstream", "upstream_to_client"
+	name := "ddlguard_relayed_bytes_total"
+	// The loop reports a pass after it relays: wait for the counters to
+	// catch up with the client before taking them as the baseline.
+	settled := func(wantUp, wantDown float64) bool {
+		return p.counter(t, name, "direction", up) == wantUp && p.counter(t, name, "direction", down) == wantDown
+	}
+	time.Sleep(100 * time.Millisecond)
+	baseUp, baseDown := p.counter(t, name, "direction", up), p.counter(t, name, "direction", down)
+	readBefore, writtenBefore := cc.read.Load(), cc.written.Load()
+
+	before := p.handBacks(t, proxy.HandBackDecision)
+	for i := range 300 {
+		q := fmt.Sprintf("SELECT %d, repeat('b', %d)", i, i*7)
+		if i%100 == 50 {
+			q = "CREATE TEMP TABLE IF NOT EXISTS loop_bytes (id int)" // not relayed by the loop
+		}
+		rc.simpleQuery(t, q)
+	}
+	rc.simpleQuery(t, "SELECT repeat('y', 2000) FROM generate_series(1, 3000)") // 6 MB
+	if p.handBacks(t, proxy.HandBackDecision) == before {
+		t.Error("no statement was handed back for a decision: the loop did not relay this session")
+	}
+	wantUp := baseUp + float64(cc.written.Load()-writtenBefore)
+	wantDown := baseDown + float64(cc.read.Load()-readBefore)
+	eventually(t, 5*time.Second, "the byte counters to match the client's bytes", func() bool {
+		return settled(wantUp, wantDown)
+	})
 }

@@ -54,20 +54,33 @@ type eventLoop struct {
 	evs      []syscall.EpollEvent
 	busyWait time.Duration
 	again    []*pump // loop only: pumps whose last read may have left bytes
+	// relayed sums, per direction, the bytes this pass of the loop relayed
+	// for pumps of relayedBy, whose observer is relayedObs (loop only; see
+	// report). Servers are compared, not observers: an Observer's dynamic
+	// type need not be comparable.
+	relayed    [2]int
+	relayedBy  *Server
+	relayedObs Observer
 
 	mu     sync.Mutex
-	socks  map[int32]*ownedSocket // by the token in their registration
-	next   int32
+	slots  []*ownedSocket // by the slot in their registration's token
+	free   []int32        // slots no socket holds
+	gen    int32          // the generation of the next registration
 	queued []*pump        // pumps that just parked: step each once
 	kicked []*ownedSocket // closed sockets whose pump must be handed back
 }
 
-// kickToken is the epoll token of the loop's eventfd; sockets get the others.
+// kickToken is the epoll token of the loop's eventfd; sockets get the
+// others. A socket's token is its slot in eventLoop.slots (EpollEvent.Fd)
+// and the generation of its registration (EpollEvent.Pad): an event read in
+// the same batch as its socket's unregistration is not delivered to the
+// socket registered next in that slot.
 const kickToken = 0
 
 // loopPump is a pump's event-loop state.
 type loopPump struct {
 	loop    *eventLoop
+	srv     *Server      // whose observer hears of the bytes the loop relays
 	in, out *ownedSocket // the sockets the pump reads and writes
 	// safe reports whether an inspected frame's hook may run in the loop:
 	// it cannot wait, and it cannot stop the pump.
@@ -130,7 +143,7 @@ func newEventLoop(busyWait time.Duration) (*eventLoop, error) {
 		return nil, fmt.Errorf("event loop: epoll_ctl: %w", err)
 	}
 	return &eventLoop{epfd: epfd, kickfd: int(kfd), evs: make([]syscall.EpollEvent, 128),
-		socks: make(map[int32]*ownedSocket), busyWait: busyWait}, nil
+		slots: make([]*ownedSocket, 1, 64), busyWait: busyWait}, nil
 }
 
 // readEvents is what a socket is registered for: edge-triggered
@@ -140,7 +153,7 @@ const readEvents = syscall.EPOLLIN | syscall.EPOLLRDHUP | edgeTriggered
 // watch changes s's registration to ask for writability too, or not (the
 // caller holds s.mu). Arming reports the socket at once if it is writable.
 func (l *eventLoop) watch(s *ownedSocket, writes bool) {
-	ev := syscall.EpollEvent{Events: readEvents, Fd: s.token}
+	ev := syscall.EpollEvent{Events: readEvents, Fd: s.token, Pad: s.gen}
 	if writes {
 		ev.Events |= syscall.EPOLLOUT
 	}
@@ -151,16 +164,21 @@ func (l *eventLoop) watch(s *ownedSocket, writes bool) {
 func (l *eventLoop) register(s *ownedSocket) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.next++
-	if l.next <= kickToken {
-		l.next = kickToken + 1
+	var slot int32
+	if n := len(l.free); n > 0 {
+		slot, l.free = l.free[n-1], l.free[:n-1]
+	} else {
+		slot = int32(len(l.slots))
+		l.slots = append(l.slots, nil)
 	}
-	s.token = l.next
-	ev := syscall.EpollEvent{Events: readEvents, Fd: s.token}
+	l.gen++
+	s.token, s.gen = slot, l.gen
+	ev := syscall.EpollEvent{Events: readEvents, Fd: s.token, Pad: s.gen}
 	if err := syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_ADD, s.fd, &ev); err != nil {
+		l.free = append(l.free, slot)
 		return fmt.Errorf("event loop: epoll_ctl: %w", err)
 	}
-	l.socks[s.token] = s
+	l.slots[slot] = s
 	return nil
 }
 
@@ -169,7 +187,10 @@ func (l *eventLoop) register(s *ownedSocket) error {
 func (l *eventLoop) unregister(s *ownedSocket, inLoop bool) {
 	l.mu.Lock()
 	syscall.EpollCtl(l.epfd, syscall.EPOLL_CTL_DEL, s.fd, nil)
-	delete(l.socks, s.token)
+	if l.slots[s.token] == s {
+		l.slots[s.token] = nil
+		l.free = append(l.free, s.token)
+	}
 	if inLoop {
 		l.kicked = append(l.kicked, s)
 	}
@@ -234,7 +255,7 @@ func (c *clientConn) attachLoop(p *pump, inConn, outConn any, safe func(byte, []
 	if in == nil || out == nil || in.own == nil || out.own == nil {
 		return
 	}
-	p.lp = &loopPump{loop: in.own.loop, in: in.own, out: out.own, safe: safe, mayPark: mayPark,
+	p.lp = &loopPump{loop: in.own.loop, srv: c.srv, in: in.own, out: out.own, safe: safe, mayPark: mayPark,
 		resume: make(chan struct{}, 1)}
 }
 
@@ -325,7 +346,37 @@ func (l *eventLoop) serve() {
 				l.step(p)
 			}
 		}
+		l.report(nil, nil)
 	}
+}
+
+// count adds n bytes relayed by p to the loop's sums (loop only).
+func (l *eventLoop) count(p *pump, n int) {
+	if p.lp.srv != l.relayedBy {
+		l.report(p.lp.srv, p.obs)
+	}
+	if p.toUpstream {
+		l.relayed[0] += n
+	} else {
+		l.relayed[1] += n
+	}
+}
+
+// report gives the byte sums to their observer and starts new ones for
+// the pumps of next (loop only). The loop reports once per pass (and
+// whenever the server changes within it), not once per step: the counters
+// end the same, at most a pass later.
+func (l *eventLoop) report(next *Server, nextObs Observer) {
+	if obs := l.relayedObs; obs != nil {
+		if n := l.relayed[0]; n > 0 {
+			obs.Relayed(true, n)
+		}
+		if n := l.relayed[1]; n > 0 {
+			obs.Relayed(false, n)
+		}
+	}
+	l.relayed = [2]int{}
+	l.relayedBy, l.relayedObs = next, nextObs
 }
 
 // poll waits up to wait (whole milliseconds) for events in l.evs and
@@ -359,9 +410,9 @@ func (l *eventLoop) dispatch(n int) {
 			continue
 		}
 		l.mu.Lock()
-		s := l.socks[ev.Fd]
+		s := l.slots[ev.Fd]
 		l.mu.Unlock()
-		if s == nil {
+		if s == nil || s.gen != ev.Pad {
 			continue // closed earlier in this batch
 		}
 		if ev.Events&(syscall.EPOLLOUT|syscall.EPOLLERR|syscall.EPOLLHUP) != 0 {
@@ -402,7 +453,10 @@ func (l *eventLoop) takeQueued() {
 
 // step runs one step of p and acts on its outcome.
 func (l *eventLoop) step(p *pump) {
-	leave, more := p.step()
+	leave, more, relayed := p.step()
+	if relayed > 0 {
+		l.count(p, relayed)
+	}
 	switch {
 	case leave != "":
 		l.handBack(p, leave)
@@ -413,13 +467,13 @@ func (l *eventLoop) step(p *pump) {
 
 // step relays, without waiting, what one read of p's socket brings: every
 // complete frame the loop may relay, then one write. It returns why p must
-// go back to its goroutine ("" when it stays in the loop), and whether the
+// go back to its goroutine ("" when it stays in the loop), whether the
 // read filled the buffer (bytes may be left, and the socket will not
-// report them again).
-func (p *pump) step() (leave string, more bool) {
+// report them again), and how many bytes it relayed (for the counters).
+func (p *pump) step() (leave string, more bool, relayed int) {
 	r, w, lp := p.r, p.w, p.lp
 	if !lp.in.acquire() {
-		return HandBackClosed, false
+		return HandBackClosed, false, relayed
 	}
 	defer lp.in.release()
 	room := r.Size() - r.Buffered()
@@ -429,35 +483,29 @@ func (p *pump) step() (leave string, more bool) {
 	switch err {
 	case nil, errWouldBlock:
 	case bufio.ErrBufferFull:
-		return HandBackLargeFrame, false
+		return HandBackLargeFrame, false, relayed
 	default:
-		return HandBackPeerGone, false
+		return HandBackPeerGone, false, relayed
 	}
 	more = err == nil && (lp.in.hup || r.Size()-r.Buffered() == 0 && room > 0)
-	relayed := 0
-	defer func() {
-		if relayed > 0 {
-			p.obs.Relayed(p.toUpstream, relayed)
-		}
-	}()
 	for r.Buffered() >= 5 {
 		typ, n, err := readFrameHeader(r, p.limit, p.side)
 		size := 5 + n
 		switch {
 		case err != nil:
-			return HandBackBadFrame, false // the pump reports it
+			return HandBackBadFrame, false, relayed // the pump reports it
 		case size > r.Size():
-			return HandBackLargeFrame, false // the pump streams it
+			return HandBackLargeFrame, false, relayed // the pump streams it
 		case r.Buffered() < size:
-			return p.flushIf(relayed > 0), more // wait for the rest
+			return p.flushIf(relayed > 0), more, relayed // wait for the rest
 		}
 		frame, _ := r.Peek(size)
 		inspect := p.inspect[typ] || (p.inspectAll != nil && p.inspectAll.Load())
 		if inspect && !lp.safe(typ, frame[5:]) {
-			return HandBackDecision, false
+			return HandBackDecision, false, relayed
 		}
 		if p.wmu != nil && !p.wmu.TryLock() {
-			return HandBackWriterBusy, false
+			return HandBackWriterBusy, false, relayed
 		}
 		action, out := p.decide(typ, frame, inspect)
 		if action != dropFrame {
@@ -470,17 +518,17 @@ func (p *pump) step() (leave string, more bool) {
 		r.Discard(size)
 		if inspect && p.after != nil {
 			if err := p.after(typ); err != nil {
-				return HandBackClosed, false
+				return HandBackClosed, false, relayed
 			}
 		}
 		p.last = typ
 		if full {
 			if leave := p.flushNow(); leave != "" {
-				return leave, false
+				return leave, false, relayed
 			}
 		}
 	}
-	return p.flushIf(relayed > 0), more
+	return p.flushIf(relayed > 0), more, relayed
 }
 
 // flushIf is flushNow when this step buffered something. Otherwise the

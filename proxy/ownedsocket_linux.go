@@ -30,7 +30,7 @@ import (
 type ownedSocket struct {
 	fd            int
 	loop          *eventLoop
-	token         int32
+	token, gen    int32 // its registration: slot and generation (eventloop_linux.go)
 	local, remote net.Addr
 
 	mu     sync.Mutex
