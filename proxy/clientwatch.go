@@ -46,7 +46,14 @@ func (c *clientConn) watchClient() (stop func()) {
 				return
 			case <-tick.C:
 			}
-			if peerClosed(rc) {
+			closed, ok := peerClosed(rc)
+			if !ok {
+				// ddlguard closed the socket: the connection ends for
+				// another reason (its upstream went away), which is
+				// what gets reported, not a client that left.
+				return
+			}
+			if closed {
 				c.clientLeaves()
 				return
 			}

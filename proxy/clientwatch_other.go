@@ -6,4 +6,4 @@ import "syscall"
 
 // peerClosed: without POLLRDHUP a hang-up is noticed only when ddlguard
 // next reads from the client.
-func peerClosed(syscall.RawConn) bool { return false }
+func peerClosed(syscall.RawConn) (closed, ok bool) { return false, true }
