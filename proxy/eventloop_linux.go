@@ -38,10 +38,10 @@ import (
 // to the pump goroutine otherwise; the loop works on one pump at a time.
 //
 // How the loop waits: while there is traffic it waits in epoll_wait itself
-// for up to busyWait, keeping its P, so a message wakes exactly one thread
-// and no goroutine, and it stays locked to its thread (unlocked, the thread
-// was moved between CPUs at many wake-ups); after busyWait without an event it waits through the
-// runtime's syscall path, which lets the scheduler have the P. A signal
+// for up to busyWait, keeping its P (and its thread: see serve), so a
+// message wakes exactly one thread and no goroutine; after busyWait
+// without an event it waits through the runtime's syscall path, which
+// lets the scheduler have the P. A signal
 // (the runtime preempting the loop, or stopping the world for the garbage
 // collector) ends a wait at once with EINTR. With GOMAXPROCS=1 the loop
 // never keeps the P (busyWait 0). docs/perf/README.md has the measurements
