@@ -235,15 +235,14 @@ func (c *clientConn) ownSockets() {
 		c.srv.log.Warn("event loop: relaying with goroutines", "conn_id", c.id, "err", err)
 		return
 	}
+	c.raw, c.client, cio.own = cs, cs, cs
 	us, err := own(uio.Conn, l)
 	if err != nil {
 		// The client socket is the loop's already; its pumps wait
 		// through the loop but do not park in it.
 		c.srv.log.Warn("event loop: relaying with goroutines", "conn_id", c.id, "err", err)
-		c.raw, c.client, cio.own = cs, cs, cs
 		return
 	}
-	c.raw, c.client, cio.own = cs, cs, cs
 	c.upstreamRaw, c.upstream, uio.own = us, us, us
 }
 
@@ -317,9 +316,12 @@ func (l *eventLoop) serve() {
 		// moved the loop's thread to the waker's CPU 0.4-1.7 times per
 		// transaction at one client, against PgBouncer's none, for 8-13
 		// us more CPU per transaction in ddlguard and 6-7 in pgbench
-		// (docs/perf/README.md). Locked, it stays put. With no busy wait
-		// (one P) a locked loop would cost a thread hand-off each time
-		// it sleeps, so it is not locked then.
+		// (docs/perf/README.md). Locked, it stays put. It lets go of the
+		// thread while it sleeps without a time limit: a loop locked
+		// through its idle sleeps made TestManyConnections' second wave
+		// peak 15-18 MiB higher in RSS than the first, in half the runs.
+		// With no busy wait (one P) a locked loop would cost a thread
+		// hand-off each time it sleeps, so it is not locked then.
 		runtime.LockOSThread()
 	}
 	for {
@@ -329,7 +331,9 @@ func (l *eventLoop) serve() {
 			n = l.poll(0)
 		case l.busyWait > 0:
 			if n = l.poll(l.busyWait); n == 0 {
+				runtime.UnlockOSThread()
 				n = l.sleep()
+				runtime.LockOSThread()
 			}
 		default:
 			if n = l.poll(0); n == 0 {
