@@ -392,6 +392,7 @@ type mcWaveResult struct {
 	open      mcSample // all connections open, after the busy phase
 	closed    mcSample // all connections closed, goroutines back to the baseline
 	collected mcSample // then right after the collection that found their memory released
+	held      int64    // the highest RSS of all these samples: what the wave had of the OS
 
 	peakGoroutines                            float64
 	dialTook, busyTook, goneTook, releaseTook time.Duration
@@ -544,6 +545,7 @@ func mcWave(t *testing.T, p *mcProcess, dsn string, wave int, base mcSample) mcW
 		return s.nextGC <= base.nextGC+mcMaxHeapGoalGrowth
 	})
 	r.releaseTook += r.goneTook
+	r.held = max(r.peak.rss, r.closed.rss, r.collected.rss)
 	if !released {
 		t.Fatalf("wave %d: %s after the connections closed, the heap goal after a collection is still %.1f MiB, the baseline's %.1f MiB: more than %d MiB above (about %.0f KiB per connection stays live)",
 			wave, r.releaseTook.Round(time.Millisecond), r.collected.nextGC/(1<<20), base.nextGC/(1<<20), mcMaxHeapGoalGrowth>>20,
@@ -606,6 +608,7 @@ func TestManyConnections(t *testing.T) {
 		t.Logf("wave %d: open, after: %v; %s", i+1, r.open, perConn(r.open))
 		t.Logf("wave %d: closed:      %v", i+1, r.closed)
 		t.Logf("wave %d: collected:   %v", i+1, r.collected)
+		t.Logf("wave %d: held at most RSS %.1f MiB", i+1, mib(r.held))
 	}
 
 	for i, r := range waves {
@@ -623,10 +626,22 @@ func TestManyConnections(t *testing.T) {
 				i+1, float64(per)/1024, mib(base.rss), mib(r.peak.rss), mcConns, mcMaxPeakPerConn>>10)
 		}
 	}
-	// No growth from one wave to the next: the second wave reuses what the
-	// first one left (10% and 8 MiB of slack for the GC's timing).
-	if limit := waves[0].peak.rss + waves[0].peak.rss/10 + 8<<20; waves[1].peak.rss > limit {
-		t.Errorf("the second wave peaked at %.1f MiB RSS, the first at %.1f MiB: more than the %.1f MiB allowed",
-			mib(waves[1].peak.rss), mib(waves[0].peak.rss), mib(limit))
+	// No growth from one wave to the next: the second wave fits in the
+	// memory the process already held during the first, with 20% and 8
+	// MiB of slack. What the test can see of a wave's RSS swings with the
+	// GC's timing and with which pages its spans had touched: the first
+	// wave's heap is partly fresh pages that the relay buffers never fill,
+	// while the second reuses spans that are resident whole. Five waves in
+	// a row with the event loop relaying peaked at 73, 90, 84, 76 and 83
+	// MiB (the live heap after each the same), and over seventeen runs the
+	// second wave's peak was up to 18% above all the first had held. With
+	// 10% of slack and the first wave's peak as the reference, the check
+	// failed now and then with nothing left behind. A wave
+	// that leaves memory live is caught by the heap goal after its
+	// collection (mcMaxHeapGoalGrowth, 16 KiB per connection), and one
+	// that leaves goroutines by the goroutine count.
+	if limit := waves[0].held + waves[0].held/5 + 8<<20; waves[1].peak.rss > limit {
+		t.Errorf("the second wave peaked at %.1f MiB RSS; the first held at most %.1f MiB (peak %.1f MiB): more than the %.1f MiB allowed",
+			mib(waves[1].peak.rss), mib(waves[0].held), mib(waves[0].peak.rss), mib(limit))
 	}
 }
