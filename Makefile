@@ -108,9 +108,9 @@ image:
 
 test: deps check-deploy check-packaging
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 20m ./...
+	GO=$(GO) scripts/go-test.sh -count=1 -timeout 20m ./...
 	@echo "e2e again with plain upstream legs: plain clients go through the event loop"
-	E2E_PLAIN_RELAY=1 $(GO) test -count=1 -timeout 20m ./e2e
+	E2E_PLAIN_RELAY=1 GO=$(GO) scripts/go-test.sh -count=1 -timeout 20m ./e2e
 	$(MAKE) --no-print-directory fuzz
 
 fuzz:
