@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -307,4 +308,56 @@ func TestEventLoopCountsBytes(t *testing.T) {
 	eventually(t, 5*time.Second, "the byte counters to match the client's bytes", func() bool {
 		return settled(wantUp, wantDown)
 	})
+}
+
+// processCPU is the CPU time this process has used so far.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// With event_loop_spin the loop relays as without it (a DDL still goes
+// back to the pump goroutines for its decision, and the session carries on
+// in the loop), and the spinning stops when the traffic stops: a loop
+// still polling would cost the idle process a whole CPU.
+func TestEventLoopSpin(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	p := &loopProxy{testProxy: startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) {
+		c.Observer = metrics.NewProxy(reg, "test", nil)
+		plainBothWays(c)
+		c.EventLoopSpin = proxy.MaxEventLoopSpin
+	}), reg: reg}
+	rc := rawSession(t, p)
+	query := func(i int) {
+		t.Helper()
+		if got := rc.simpleQuery(t, fmt.Sprintf("SELECT %d * 2", i)); len(got) != 1 || got[0] != strconv.Itoa(i*2) {
+			t.Fatalf("SELECT %d * 2 = %v", i, got)
+		}
+	}
+	for i := range 200 {
+		query(i)
+	}
+	before := p.handBacks(t, proxy.HandBackDecision)
+	rc.simpleQuery(t, "CREATE TEMP TABLE loop_spin (id int)")
+	rc.simpleQuery(t, "ALTER TABLE loop_spin ADD COLUMN v int")
+	p.waitHandBacks(t, proxy.HandBackDecision, before)
+	for i := range 200 {
+		query(i)
+	}
+	if got := rc.simpleQuery(t, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'loop_spin'::regclass AND attname = 'v'"); len(got) != 1 || got[0] != "1" {
+		t.Fatalf("the ALTER's column: %v", got)
+	}
+
+	// Idle: the loop spins at most 1 ms after its last relay, then sleeps.
+	const idle = time.Second
+	time.Sleep(50 * time.Millisecond)
+	cpu0 := processCPU(t)
+	time.Sleep(idle)
+	if used := processCPU(t) - cpu0; used > idle/5 {
+		t.Errorf("the process used %s of CPU in %s with its one client idle, want at most %s (is the loop still spinning?)", used, idle, idle/5)
+	}
 }

@@ -41,7 +41,9 @@ import (
 // for up to busyWait, keeping its P (and its thread: see serve), so a
 // message wakes exactly one thread and no goroutine; after busyWait
 // without an event it waits through the runtime's syscall path, which
-// lets the scheduler have the P. A signal
+// lets the scheduler have the P. Before either, when a server asks for it
+// (Config.EventLoopSpin), a loop that has just relayed for one of its
+// connections polls without waiting for up to that long. A signal
 // (the runtime preempting the loop, or stopping the world for the garbage
 // collector) ends a wait at once with EINTR. With GOMAXPROCS=1 the loop
 // never keeps the P (busyWait 0). docs/perf/README.md has the measurements
@@ -61,6 +63,9 @@ type eventLoop struct {
 	relayed    [2]int
 	relayedBy  *Server
 	relayedObs Observer
+	// spinFor is how long the loop polls before it waits next: the longest
+	// EventLoopSpin of the servers it relayed for in this pass (loop only).
+	spinFor time.Duration
 
 	mu     sync.Mutex
 	slots  []*ownedSocket // by the slot in their registration's token
@@ -80,8 +85,9 @@ const kickToken = 0
 // loopPump is a pump's event-loop state.
 type loopPump struct {
 	loop    *eventLoop
-	srv     *Server      // whose observer hears of the bytes the loop relays
-	in, out *ownedSocket // the sockets the pump reads and writes
+	srv     *Server       // whose observer hears of the bytes the loop relays
+	spin    time.Duration // srv's EventLoopSpin
+	in, out *ownedSocket  // the sockets the pump reads and writes
 	// safe reports whether an inspected frame's hook may run in the loop:
 	// it cannot wait, and it cannot stop the pump.
 	safe func(typ byte, body []byte) bool
@@ -254,7 +260,7 @@ func (c *clientConn) attachLoop(p *pump, inConn, outConn any, safe func(byte, []
 	if in == nil || out == nil || in.own == nil || out.own == nil {
 		return
 	}
-	p.lp = &loopPump{loop: in.own.loop, srv: c.srv, in: in.own, out: out.own, safe: safe, mayPark: mayPark,
+	p.lp = &loopPump{loop: in.own.loop, srv: c.srv, spin: c.srv.cfg.EventLoopSpin, in: in.own, out: out.own, safe: safe, mayPark: mayPark,
 		resume: make(chan struct{}, 1)}
 }
 
@@ -330,7 +336,10 @@ func (l *eventLoop) serve() {
 		case len(l.again) > 0:
 			n = l.poll(0)
 		case l.busyWait > 0:
-			if n = l.poll(l.busyWait); n == 0 {
+			if n = l.spin(); n == 0 {
+				n = l.poll(l.busyWait)
+			}
+			if n == 0 {
 				runtime.UnlockOSThread()
 				n = l.sleep()
 				runtime.LockOSThread()
@@ -351,6 +360,24 @@ func (l *eventLoop) serve() {
 			}
 		}
 		l.report(nil, nil)
+	}
+}
+
+// spin polls without waiting until there is an event or spinFor has
+// passed, and returns the number of events (loop only). It spins once per
+// pass that relayed for a spinning server: a spin that finds nothing ends
+// in a wait.
+func (l *eventLoop) spin() int {
+	d := l.spinFor
+	if d <= 0 {
+		return 0
+	}
+	l.spinFor = 0
+	start := time.Now()
+	for {
+		if n := l.poll(0); n != 0 || time.Since(start) >= d {
+			return n
+		}
 	}
 }
 
@@ -460,6 +487,7 @@ func (l *eventLoop) step(p *pump) {
 	leave, more, relayed := p.step()
 	if relayed > 0 {
 		l.count(p, relayed)
+		l.spinFor = max(l.spinFor, p.lp.spin)
 	}
 	switch {
 	case leave != "":

@@ -32,6 +32,7 @@ type Config struct {
 	MaxMessageSize   ByteSize       `yaml:"max_message_size"`
 	AllowReplication bool           `yaml:"allow_replication"`
 	EventLoop        bool           `yaml:"event_loop"`
+	EventLoopSpin    time.Duration  `yaml:"event_loop_spin"`
 	ClientTLS        ClientTLS      `yaml:"client_tls"`
 	UpstreamTLS      UpstreamTLS    `yaml:"upstream_tls"`
 	Log              LogConfig      `yaml:"log"`
@@ -484,6 +485,7 @@ func (cfg Config) proxyConfig(logger *slog.Logger) (proxy.Config, error) {
 		MaxMessageSize:   int(cfg.MaxMessageSize),
 		AllowReplication: cfg.AllowReplication,
 		DisableEventLoop: !cfg.EventLoop,
+		EventLoopSpin:    cfg.EventLoopSpin,
 		Logger:           logger,
 	}
 	if cfg.ConnectTimeout <= 0 {

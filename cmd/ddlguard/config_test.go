@@ -51,13 +51,15 @@ upstream_tls:
 log:
   format: json
 `)
-	env := []string{"DDLGUARD_UPSTREAM=env-db:5432", "DDLGUARD_CONNECT_TIMEOUT=750ms", "DDLGUARD_ALLOW_REPLICATION=true"}
+	env := []string{"DDLGUARD_UPSTREAM=env-db:5432", "DDLGUARD_CONNECT_TIMEOUT=750ms", "DDLGUARD_ALLOW_REPLICATION=true",
+		"DDLGUARD_EVENT_LOOP_SPIN=50us"}
 	cfg, err := loadConfig(path, env)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:7000" || cfg.Upstream != "env-db:5432" || cfg.ConnectTimeout != 750*time.Millisecond ||
-		cfg.MaxMessageSize != 64<<20 || cfg.UpstreamTLS.Mode != "disable" || !cfg.AllowReplication || cfg.Log.Format != "json" {
+		cfg.MaxMessageSize != 64<<20 || cfg.UpstreamTLS.Mode != "disable" || !cfg.AllowReplication || cfg.Log.Format != "json" ||
+		cfg.EventLoopSpin != 50*time.Microsecond {
 		t.Fatalf("file+env resolved to %+v", cfg)
 	}
 	t.Setenv("DDLGUARD_UPSTREAM", "env-db:5432")
@@ -83,6 +85,8 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"bad tls mode", "upstream: db:5432\nupstream_tls:\n  mode: sometimes\n", nil, nil, `upstream_tls.mode: "sometimes" is not one of`},
 		{"bad size", "upstream: db:5432\nmax_message_size: lots\n", nil, nil, `max_message_size (line 2): "lots" is not a size`},
 		{"size too small", "upstream: db:5432\nmax_message_size: 1kB\n", nil, nil, "max_message_size: 1024 is outside"},
+		{"spin too long", "upstream: db:5432\nevent_loop_spin: 5ms\n", nil, nil, "event_loop_spin: 5ms is outside 0..1ms"},
+		{"spin negative", "upstream: db:5432\nevent_loop_spin: -1us\n", nil, nil, "event_loop_spin: -1µs is outside 0..1ms"},
 		{"mapping expected", "upstream_tls: verify-full\nupstream: db:5432\n", nil, nil, "upstream_tls (line 1): expected a mapping"},
 		{"list where value", "upstream: [a, b]\n", nil, nil, "upstream (line 1): expected a single value"},
 		{"yaml syntax", "upstream: db:5432\n  listen: :x\n", nil, nil, "config file"},
