@@ -66,6 +66,8 @@ type eventLoop struct {
 	// spinFor is how long the loop polls before it waits next: the longest
 	// EventLoopSpin of the servers it relayed for in this pass (loop only).
 	spinFor time.Duration
+	// spinOffUntil: no spinning before then (see spin; loop only).
+	spinOffUntil time.Time
 
 	mu     sync.Mutex
 	slots  []*ownedSocket // by the slot in their registration's token
@@ -367,6 +369,11 @@ func (l *eventLoop) serve() {
 // passed, and returns the number of events (loop only). It spins once per
 // pass that relayed for a spinning server: a spin that finds nothing ends
 // in a wait.
+//
+// Spinning pays only while a CPU would otherwise be idle. When the loop's
+// thread gets less than spinFairShare of a spin's wall time on a CPU, other
+// threads (the database's, the clients') were waiting for that CPU, and the
+// loop stops spinning for spinBackOff.
 func (l *eventLoop) spin() int {
 	d := l.spinFor
 	if d <= 0 {
@@ -374,11 +381,45 @@ func (l *eventLoop) spin() int {
 	}
 	l.spinFor = 0
 	start := time.Now()
-	for {
-		if n := l.poll(0); n != 0 || time.Since(start) >= d {
-			return n
-		}
+	if start.Before(l.spinOffUntil) {
+		return 0
 	}
+	cpu0 := threadCPU()
+	for {
+		n := l.poll(0)
+		took := time.Since(start)
+		if n == 0 && took < d {
+			continue
+		}
+		if took >= spinJudgeAfter && cpu0 >= 0 {
+			if cpu := threadCPU() - cpu0; cpu < took*spinFairShare/100 {
+				l.spinOffUntil = start.Add(took + spinBackOff)
+			}
+		}
+		return n
+	}
+}
+
+const (
+	// spinJudgeAfter: spins shorter than that tell too little about
+	// the CPU (a clock tick, a short preemption).
+	spinJudgeAfter = 50 * time.Microsecond
+	// spinFairShare is the share of a spin's wall time, in percent, that
+	// its thread must have run for the loop to go on spinning.
+	spinFairShare = 75
+	// spinBackOff is how long the loop does not spin after a spin that
+	// found its CPU contended.
+	spinBackOff = 100 * time.Millisecond
+)
+
+// threadCPU is the CPU time the calling thread has used, or -1.
+func threadCPU() time.Duration {
+	var ts syscall.Timespec
+	const clockThreadCPUTime = 3 // CLOCK_THREAD_CPUTIME_ID
+	if _, _, e := syscall.RawSyscall(syscall.SYS_CLOCK_GETTIME, clockThreadCPUTime, uintptr(unsafe.Pointer(&ts)), 0); e != 0 {
+		return -1
+	}
+	return time.Duration(ts.Nano())
 }
 
 // count adds n bytes relayed by p to the loop's sums (loop only).

@@ -3,9 +3,11 @@
 package proxy
 
 import (
+	"runtime"
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // newTestLoop is an event loop that nothing serves: the test calls its
@@ -43,7 +45,9 @@ func TestEventLoopSpinPollsUntilItsTimeIsUp(t *testing.T) {
 		t.Errorf("spinFor is %s after a spin, want 0 (one spin per pass)", l.spinFor)
 	}
 
-	// An event ends the spin at once, and spin reports it.
+	// An event ends the spin at once, and spin reports it. (On a busy
+	// machine the spin above may have found its CPU contended.)
+	l.spinOffUntil = time.Time{}
 	l.wake()
 	l.spinFor = time.Hour
 	start = time.Now()
@@ -53,5 +57,78 @@ func TestEventLoopSpinPollsUntilItsTimeIsUp(t *testing.T) {
 	}
 	if l.evs[0].Fd != kickToken {
 		t.Errorf("the event spin found has token %d, want the eventfd's %d", l.evs[0].Fd, kickToken)
+	}
+}
+
+// pinToCPU0 keeps the calling goroutine on its thread and that thread on
+// CPU 0 until the test ends.
+func pinToCPU0(t *testing.T) {
+	t.Helper()
+	runtime.LockOSThread()
+	var set [16]uint64 // a cpu_set_t
+	set[0] = 1
+	if _, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, 0, unsafe.Sizeof(set), uintptr(unsafe.Pointer(&set))); e != 0 {
+		t.Fatalf("sched_setaffinity: %v", e)
+	}
+}
+
+// A spin whose thread shares its CPU with a busy thread stops spinning for
+// a while; one that has its CPU to itself goes on.
+func TestEventLoopSpinBacksOffWhenItsCPUIsContended(t *testing.T) {
+	spinOnCPU0 := func(busy bool, d time.Duration) *eventLoop {
+		l := newTestLoop(t)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			pinToCPU0(t)
+			defer runtime.UnlockOSThread() // the thread's affinity dies with it: see below
+			stop := make(chan struct{})
+			if busy {
+				started := make(chan struct{})
+				go func() {
+					pinToCPU0(t)
+					close(started)
+					for {
+						select {
+						case <-stop:
+							// Exits locked: the runtime ends the pinned thread.
+							return
+						default:
+						}
+					}
+				}()
+				<-started
+			}
+			l.spinFor = d
+			if n := l.spin(); n != 0 {
+				t.Errorf("spin returned %d events, want none", n)
+			}
+			close(stop)
+		}()
+		<-done
+		return l
+	}
+
+	// Alone: other processes may have run on CPU 0 during one spin (go
+	// test runs packages side by side), not during every one.
+	alone := false
+	for range 100 {
+		if l := spinOnCPU0(false, 5*time.Millisecond); l.spinOffUntil.IsZero() {
+			alone = true
+			break
+		}
+	}
+	if !alone {
+		t.Errorf("100 spins of 5 ms on CPU 0 with no busy thread of this test all backed off")
+	}
+	l := spinOnCPU0(true, 20*time.Millisecond)
+	if !l.spinOffUntil.After(time.Now()) {
+		t.Fatalf("a spin that shared its CPU with a busy thread did not back off (spinOffUntil %s)", l.spinOffUntil)
+	}
+	// While backing off, a spin returns at once.
+	l.spinFor = time.Hour
+	start := time.Now()
+	if n := l.spin(); n != 0 || time.Since(start) > 10*time.Millisecond {
+		t.Errorf("a spin while backing off returned %d after %s, want 0 at once", n, time.Since(start))
 	}
 }
