@@ -409,7 +409,7 @@ const (
 	spinFairShare = 75
 	// spinBackOff is how long the loop does not spin after a spin that
 	// found its CPU contended.
-	spinBackOff = 100 * time.Millisecond
+	spinBackOff = 10 * time.Millisecond
 )
 
 // threadCPU is the CPU time the calling thread has used, or -1.
