@@ -408,7 +408,9 @@ const (
 	// its thread must have run for the loop to go on spinning.
 	spinFairShare = 75
 	// spinBackOff is how long the loop does not spin after a spin that
-	// found its CPU contended.
+	// found its CPU contended. At one client a spin is now and then
+	// contended for a moment (the server's backend woken on the loop's
+	// CPU): backing off 100 ms after that lost most of the gain.
 	spinBackOff = 10 * time.Millisecond
 )
 
