@@ -30,6 +30,8 @@ func relayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&opts.ddlguardBin, "ddlguard-bin", "", "ddlguard binary to run (default: build one with scripts/build.sh into a temp dir)")
 	binB := fs.String("ddlguard-bin-b", "", "variant ddlguard binary for target ddlguard-b")
 	binC := fs.String("ddlguard-bin-c", "", "variant ddlguard binary for target ddlguard-c")
+	envB := fs.String("ddlguard-env-b", "", "settings for target ddlguard-b, comma-separated DDLGUARD_*=VALUE (e.g. DDLGUARD_EVENT_LOOP_SPIN=200us); its binary defaults to --ddlguard-bin's")
+	envC := fs.String("ddlguard-env-c", "", "settings for target ddlguard-c, as --ddlguard-env-b")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	jsonFile := fs.String("json-file", "", "also write the report as JSON to this file")
 	if !parseArgs(fs, args, stderr, nil) {
@@ -37,6 +39,15 @@ func relayCommand(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	opts.modes = splitList(*modes)
 	opts.variantBins = map[string]string{targetDDLGuardB: *binB, targetDDLGuardC: *binC}
+	opts.variantEnv = map[string][]string{}
+	for t, list := range map[string]string{targetDDLGuardB: *envB, targetDDLGuardC: *envC} {
+		env, err := settingsList(list)
+		if err != nil {
+			fmt.Fprintf(stderr, "ddlguard-bench relay: --ddlguard-env-%s: %v\n", strings.TrimPrefix(t, "ddlguard-"), err)
+			return exitUsage
+		}
+		opts.variantEnv[t] = env
+	}
 	opts.targets = splitList(*targets)
 	var err error
 	if opts.clients, err = splitInts(*clients); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,8 +27,9 @@ type relayOptions struct {
 	modes       []string
 	clients     []int
 	targets     []string
-	ddlguardBin string            // "" = build with scripts/build.sh
-	variantBins map[string]string // ddlguard-b, ddlguard-c -> binary
+	ddlguardBin string              // "" = build with scripts/build.sh
+	variantBins map[string]string   // ddlguard-b, ddlguard-c -> binary ("": the ddlguard target's)
+	variantEnv  map[string][]string // ddlguard-b, ddlguard-c -> DDLGUARD_*=VALUE settings
 }
 
 var pgbenchModes = []string{"simple", "extended", "prepared"}
@@ -312,8 +314,9 @@ func startBenchEnv(ctx context.Context, opts relayOptions, dir, bin, bouncer, bo
 			progress("starting ddlguard (%s)", bin)
 			s, err = startDDLGuardBinary(bin, dir, cluster.Addr())
 		case targetDDLGuardB, targetDDLGuardC:
-			progress("starting %s (%s)", t, opts.variantBins[t])
-			s, err = startDDLGuardBinaryAs(t, opts.variantBins[t], dir, cluster.Addr())
+			vbin := cmp.Or(opts.variantBins[t], bin)
+			progress("starting %s (%s %s)", t, strings.Join(opts.variantEnv[t], " "), vbin)
+			s, err = startDDLGuardBinaryAs(t, vbin, dir, cluster.Addr(), opts.variantEnv[t]...)
 		case targetPgBouncer:
 			progress("starting PgBouncer %s, pool_mode session", bouncerVersion)
 			s, err = startPgBouncer(bouncer, dir, t, "session", env.addrs[targetDirect], pgcluster.AppDatabase, poolSize, false)

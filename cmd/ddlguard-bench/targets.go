@@ -186,12 +186,12 @@ func buildDDLGuard(ctx context.Context, dir string) (string, error) {
 // the command line: the zero-configuration production setup (every rule
 // enforced, metrics observer on, admin listener on, info logs). DDLGUARD_*
 // variables are removed from its environment so that the caller's cannot
-// change that.
+// change that; startDDLGuardBinaryAs adds back the settings it is given.
 func startDDLGuardBinary(bin, dir, upstream string) (*service, error) {
 	return startDDLGuardBinaryAs(targetDDLGuard, bin, dir, upstream)
 }
 
-func startDDLGuardBinaryAs(name, bin, dir, upstream string) (*service, error) {
+func startDDLGuardBinaryAs(name, bin, dir, upstream string, settings ...string) (*service, error) {
 	addr, err := freeEndpoint()
 	if err != nil {
 		return nil, err
@@ -206,7 +206,21 @@ func startDDLGuardBinaryAs(name, bin, dir, upstream string) (*service, error) {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, settings...)
 	return startService(name, cmd, addr, filepath.Join(dir, name+".log"))
+}
+
+// settingsList parses a comma-separated list of DDLGUARD_*=VALUE settings.
+func settingsList(list string) ([]string, error) {
+	var out []string
+	for _, kv := range splitList(list) {
+		key, _, ok := strings.Cut(kv, "=")
+		if !ok || !strings.HasPrefix(key, "DDLGUARD_") || key == "DDLGUARD_" {
+			return nil, fmt.Errorf("%q is not DDLGUARD_NAME=VALUE", kv)
+		}
+		out = append(out, kv)
+	}
+	return out, nil
 }
 
 // binaryVersion returns what `ddlguard version` prints after the name.
