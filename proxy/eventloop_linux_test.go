@@ -60,16 +60,16 @@ func TestEventLoopSpinPollsUntilItsTimeIsUp(t *testing.T) {
 	}
 }
 
-// pinToCPU0 keeps the calling goroutine on its thread and that thread on
-// CPU 0 until the test ends.
-func pinToCPU0(t *testing.T) {
-	t.Helper()
+// pinToCPU0 locks the calling goroutine to its thread and that thread to
+// CPU 0.
+func pinToCPU0() error {
 	runtime.LockOSThread()
 	var set [16]uint64 // a cpu_set_t
 	set[0] = 1
 	if _, _, e := syscall.RawSyscall(syscall.SYS_SCHED_SETAFFINITY, 0, unsafe.Sizeof(set), uintptr(unsafe.Pointer(&set))); e != 0 {
-		t.Fatalf("sched_setaffinity: %v", e)
+		return e
 	}
+	return nil
 }
 
 // A spin whose thread shares its CPU with a busy thread stops spinning for
@@ -80,18 +80,26 @@ func TestEventLoopSpinBacksOffWhenItsCPUIsContended(t *testing.T) {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			pinToCPU0(t)
-			defer runtime.UnlockOSThread() // the thread's affinity dies with it: see below
+			// Both goroutines end locked to their threads: the runtime
+			// ends those threads, and their CPU 0 affinity with them.
+			if err := pinToCPU0(); err != nil {
+				t.Errorf("sched_setaffinity: %v", err)
+				return
+			}
 			stop := make(chan struct{})
+			defer close(stop)
 			if busy {
 				started := make(chan struct{})
 				go func() {
-					pinToCPU0(t)
+					err := pinToCPU0()
 					close(started)
+					if err != nil {
+						t.Errorf("sched_setaffinity: %v", err)
+						return
+					}
 					for {
 						select {
 						case <-stop:
-							// Exits locked: the runtime ends the pinned thread.
 							return
 						default:
 						}
@@ -103,7 +111,6 @@ func TestEventLoopSpinBacksOffWhenItsCPUIsContended(t *testing.T) {
 			if n := l.spin(); n != 0 {
 				t.Errorf("spin returned %d events, want none", n)
 			}
-			close(stop)
 		}()
 		<-done
 		return l
