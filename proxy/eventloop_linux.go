@@ -57,12 +57,11 @@ type eventLoop struct {
 	busyWait time.Duration
 	again    []*pump // loop only: pumps whose last read may have left bytes
 	// relayed sums, per direction, the bytes this pass of the loop relayed
-	// for pumps of relayedBy, whose observer is relayedObs (loop only; see
-	// report). Servers are compared, not observers: an Observer's dynamic
-	// type need not be comparable.
-	relayed    [2]int
-	relayedBy  *Server
-	relayedObs Observer
+	// for pumps of relayedBy, for its observer (loop only; see report).
+	// Servers are compared, not observers: an Observer's dynamic type need
+	// not be comparable.
+	relayed   [2]int
+	relayedBy *Server
 	// spinFor is how long the loop polls before it waits next: the longest
 	// EventLoopSpin of the servers it relayed for in this pass (loop only).
 	spinFor time.Duration
@@ -87,9 +86,8 @@ const kickToken = 0
 // loopPump is a pump's event-loop state.
 type loopPump struct {
 	loop    *eventLoop
-	srv     *Server       // whose observer hears of the bytes the loop relays
-	spin    time.Duration // srv's EventLoopSpin
-	in, out *ownedSocket  // the sockets the pump reads and writes
+	srv     *Server      // whose observer hears of the bytes the loop relays
+	in, out *ownedSocket // the sockets the pump reads and writes
 	// safe reports whether an inspected frame's hook may run in the loop:
 	// it cannot wait, and it cannot stop the pump.
 	safe func(typ byte, body []byte) bool
@@ -262,7 +260,7 @@ func (c *clientConn) attachLoop(p *pump, inConn, outConn any, safe func(byte, []
 	if in == nil || out == nil || in.own == nil || out.own == nil {
 		return
 	}
-	p.lp = &loopPump{loop: in.own.loop, srv: c.srv, spin: c.srv.cfg.EventLoopSpin, in: in.own, out: out.own, safe: safe, mayPark: mayPark,
+	p.lp = &loopPump{loop: in.own.loop, srv: c.srv, in: in.own, out: out.own, safe: safe, mayPark: mayPark,
 		resume: make(chan struct{}, 1)}
 }
 
@@ -361,7 +359,7 @@ func (l *eventLoop) serve() {
 				l.step(p)
 			}
 		}
-		l.report(nil, nil)
+		l.report(nil)
 	}
 }
 
@@ -427,7 +425,7 @@ func threadCPU() time.Duration {
 // count adds n bytes relayed by p to the loop's sums (loop only).
 func (l *eventLoop) count(p *pump, n int) {
 	if p.lp.srv != l.relayedBy {
-		l.report(p.lp.srv, p.obs)
+		l.report(p.lp.srv)
 	}
 	if p.toUpstream {
 		l.relayed[0] += n
@@ -440,8 +438,9 @@ func (l *eventLoop) count(p *pump, n int) {
 // the pumps of next (loop only). The loop reports once per pass (and
 // whenever the server changes within it), not once per step: the counters
 // end the same, at most a pass later.
-func (l *eventLoop) report(next *Server, nextObs Observer) {
-	if obs := l.relayedObs; obs != nil {
+func (l *eventLoop) report(next *Server) {
+	if l.relayedBy != nil {
+		obs := l.relayedBy.obs
 		if n := l.relayed[0]; n > 0 {
 			obs.Relayed(true, n)
 		}
@@ -450,7 +449,7 @@ func (l *eventLoop) report(next *Server, nextObs Observer) {
 		}
 	}
 	l.relayed = [2]int{}
-	l.relayedBy, l.relayedObs = next, nextObs
+	l.relayedBy = next
 }
 
 // poll waits up to wait (whole milliseconds) for events in l.evs and
@@ -530,7 +529,7 @@ func (l *eventLoop) step(p *pump) {
 	leave, more, relayed := p.step()
 	if relayed > 0 {
 		l.count(p, relayed)
-		l.spinFor = max(l.spinFor, p.lp.spin)
+		l.spinFor = max(l.spinFor, p.lp.srv.cfg.EventLoopSpin)
 	}
 	switch {
 	case leave != "":
