@@ -1,7 +1,5 @@
 package proxy
 
-import "github.com/jackc/pgx/v5/pgproto3"
-
 // SQLSTATE codes ddlguard uses for errors it raises itself.
 const (
 	codeProtocolViolation   = "08P01"
@@ -12,24 +10,19 @@ const (
 	codeAdminShutdown       = "57P01"
 )
 
-// errorFrame encodes an ErrorResponse that ddlguard sends on its own behalf.
-func errorFrame(severity, code, message, detail string) []byte {
-	msg := pgproto3.ErrorResponse{
-		Severity:            severity,
-		SeverityUnlocalized: severity,
-		Code:                code,
-		Message:             message,
-		Detail:              detail,
-	}
-	buf, err := msg.Encode(nil)
-	if err != nil {
-		// Encode fails only for frames over 1 GiB; ours are tiny.
-		panic("proxy: encoding ErrorResponse: " + err.Error())
-	}
-	return buf
-}
+// SQLSTATEs ddlguard raises or notices with (documented in the README).
+const (
+	CodeRejected = "ZG001" // statement rejected by a rule (class ZG: implementation-defined)
+	// ZG002 (codeNeedsOwnBatch): a guarded statement pipelined where no lock timeout can be applied.
+	codeWarn       = "01Z01" // warning: a rule in warn mode
+	codeUnchecked  = "01Z02" // warning: statement could not be checked
+	noticeSeverity = "WARNING"
+)
 
-// fatalFrame is a FATAL ErrorResponse, after which the connection closes.
-func fatalFrame(code, message string) []byte {
-	return errorFrame("FATAL", code, message, "")
-}
+// codeLockNotAvailable is PostgreSQL's lock_not_available.
+const codeLockNotAvailable = "55P03"
+
+// codeNeedsOwnBatch: a guarded statement in the middle of a pipeline.
+const codeNeedsOwnBatch = "ZG002"
+
+const codeRewritten = "01Z03"

@@ -29,15 +29,6 @@ import (
 // Plain DML costs one lexical pre-check on a view of the read buffer: no
 // copy, no parse, no allocation.
 
-// SQLSTATEs ddlguard raises or notices with (documented in the README).
-const (
-	CodeRejected = "ZG001" // statement rejected by a rule (class ZG: implementation-defined)
-	// ZG002 (codeNeedsOwnBatch): a guarded statement pipelined where no lock timeout can be applied.
-	codeWarn       = "01Z01" // warning: a rule in warn mode
-	codeUnchecked  = "01Z02" // warning: statement could not be checked
-	noticeSeverity = "WARNING"
-)
-
 // interceptQuery decides a simple Query message.
 func (c *clientConn) interceptQuery(body []byte) (frameAction, []byte) {
 	g := c.srv.guard.Load()
@@ -215,85 +206,6 @@ func (c *clientConn) carryOut(res guard.Result, sql string, canRewrite bool) int
 		}
 	}
 	return rejected
-}
-
-// rejectStatement is the SQL that makes the server raise the rejection of d.
-func rejectStatement(d guard.Decision) string {
-	f := d.Deciding
-	msg := "ddlguard: " + f.Rule + ": " + f.Message
-	return raiseStatement(msg, f.Detail, f.Hint, CodeRejected)
-}
-
-// raiseStatement builds a DO block that raises an ERROR with these fields.
-func raiseStatement(msg, detail, hint, code string) string {
-	all := msg + detail + hint
-	tag := "ddlguard"
-	for strings.Contains(all, "$"+tag+"$") {
-		tag += "x"
-	}
-	var b strings.Builder
-	b.WriteString("DO $" + tag + "$BEGIN RAISE EXCEPTION USING MESSAGE = ")
-	b.WriteString(sqlLiteral(msg))
-	if detail != "" {
-		b.WriteString(", DETAIL = " + sqlLiteral(detail))
-	}
-	if hint != "" {
-		b.WriteString(", HINT = " + sqlLiteral(hint))
-	}
-	b.WriteString(", ERRCODE = '" + code + "'; END$" + tag + "$")
-	return b.String()
-}
-
-// sqlLiteral quotes s as a standard SQL string literal. Backslashes are
-// doubled into an E” literal so the text survives either setting of
-// standard_conforming_strings.
-func sqlLiteral(s string) string {
-	q := "'" + strings.ReplaceAll(s, "'", "''") + "'"
-	if strings.Contains(s, `\`) {
-		q = "E'" + strings.ReplaceAll(strings.ReplaceAll(s, `\`, `\\`), "'", "''") + "'"
-	}
-	return q
-}
-
-// rewriteGuardError removes from ddlguard's own error what the DO block's
-// PL/pgSQL machinery added (CONTEXT, source file and line), so the client
-// sees a plain ddlguard error. Other errors pass untouched (nil).
-func rewriteGuardError(body []byte) []byte {
-	if !bytes.Contains(body, []byte("ddlguard")) || !bytes.Contains(body, []byte("inline_code_block")) {
-		return nil
-	}
-	var e pgproto3.ErrorResponse
-	if e.Decode(body) != nil || !strings.HasPrefix(e.Where, "PL/pgSQL function inline_code_block") ||
-		!(strings.Contains(e.Message, "ddlguard") || strings.Contains(e.Detail, "ddlguard")) {
-		return nil
-	}
-	return encodeWithoutContext(&e)
-}
-
-// stripContext removes CONTEXT, file, line and routine from an error.
-func stripContext(body []byte) []byte {
-	var e pgproto3.ErrorResponse
-	if e.Decode(body) != nil {
-		return nil
-	}
-	return encodeWithoutContext(&e)
-}
-
-func encodeWithoutContext(e *pgproto3.ErrorResponse) []byte {
-	e.Where, e.File, e.Line, e.Routine = "", "", 0, ""
-	out, err := e.Encode(nil)
-	if err != nil {
-		return nil
-	}
-	return out
-}
-
-// noticeFrame encodes a NoticeResponse ddlguard sends on its own.
-func noticeFrame(code, msg, detail, hint string) []byte {
-	n := pgproto3.NoticeResponse{Severity: noticeSeverity, SeverityUnlocalized: noticeSeverity,
-		Code: code, Message: msg, Detail: detail, Hint: hint}
-	out, _ := n.Encode(nil)
-	return out
 }
 
 // queueNotice hands a notice to the upstream pump, which delivers it

@@ -438,13 +438,6 @@ func (c *clientConn) fromUpstream(typ byte, body []byte) (frameAction, []byte) {
 	return act, out
 }
 
-// appendFrame appends a whole frame (type, length, body) to dst.
-func appendFrame(dst []byte, typ byte, body []byte) []byte {
-	n := uint32(len(body) + 4)
-	dst = append(dst, typ, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	return append(dst, body...)
-}
-
 // asyncMessage: frames the server may send at any time, which belong to the
 // client even while ddlguard's own query is in flight.
 func asyncMessage(typ byte) bool { return typ == 'A' || typ == 'N' || typ == 'S' }

@@ -37,8 +37,6 @@ import (
 // connection itself was lost) is logged at WARN with the SQL that removes
 // it.
 
-const codeRewritten = "01Z03"
-
 // rewriteOutcome is the result of running a rewrite sequence.
 type rewriteOutcome struct {
 	ran, undone, kept []string
@@ -175,14 +173,6 @@ func (c *clientConn) undo(g *guard.Guard, sql string, out *rewriteOutcome) {
 	out.undone = append(out.undone, sql)
 }
 
-func describeBlockers(pf *preflight) string {
-	var parts []string
-	for _, b := range pf.blockers {
-		parts = append(parts, b.describe())
-	}
-	return strings.Join(parts, "\n")
-}
-
 // rewriteTable is the table whose indexes a rewrite may leave INVALID.
 func rewriteTable(d *guard.Decision) string {
 	for _, l := range d.Locks {
@@ -238,13 +228,6 @@ func lastStatus(frames []divertedFrame, def byte) byte {
 		}
 	}
 	return def
-}
-
-// errorBody encodes an ErrorResponse body (without type and length).
-func errorBody(code, msg, detail, hint string) []byte {
-	e := pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg, Detail: detail, Hint: hint}
-	out, _ := e.Encode(nil)
-	return out[5:]
 }
 
 // rewriteNotice is the NoticeResponse that tells the client what ran.
@@ -331,42 +314,6 @@ func (c *clientConn) rewriteBatch(b *heldBatch) (frameAction, []byte) {
 	return replaceFrame, append(c.rewriteParse(b.params, b.rewrite, o), b.frames...)
 }
 
-// sqlstateOr returns code when it is a well-formed SQLSTATE (five digits
-// or upper-case letters), else def: a code from the upstream is never
-// pasted into SQL unchecked.
-func sqlstateOr(code, def string) string {
-	if len(code) != 5 {
-		return def
-	}
-	for i := 0; i < 5; i++ {
-		if c := code[i]; !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z') {
-			return def
-		}
-	}
-	return code
-}
-
-// reraiseStatement is a DO block that raises e again with every field
-// RAISE accepts (so clients and ORMs see the same schema, table, column
-// and constraint names).
-func reraiseStatement(e *pgproto3.ErrorResponse) string {
-	all := e.Message + e.Detail + e.Hint + e.SchemaName + e.TableName + e.ColumnName + e.ConstraintName + e.DataTypeName
-	tag := "ddlguard"
-	for strings.Contains(all, "$"+tag+"$") {
-		tag += "x"
-	}
-	var b strings.Builder
-	b.WriteString("DO $" + tag + "$BEGIN RAISE EXCEPTION USING MESSAGE = " + sqlLiteral(e.Message))
-	for _, f := range []struct{ name, v string }{{"DETAIL", e.Detail}, {"HINT", e.Hint}, {"SCHEMA", e.SchemaName},
-		{"TABLE", e.TableName}, {"COLUMN", e.ColumnName}, {"CONSTRAINT", e.ConstraintName}, {"DATATYPE", e.DataTypeName}} {
-		if f.v != "" {
-			b.WriteString(", " + f.name + " = " + sqlLiteral(f.v))
-		}
-	}
-	b.WriteString(", ERRCODE = '" + sqlstateOr(e.Code, "XX000") + "'; END$" + tag + "$")
-	return b.String()
-}
-
 // notNullHelperCheck matches the helper CHECK of the set-not-null sequence.
 var notNullHelperCheck = regexp.MustCompile(`CHECK \((.+) IS NOT NULL\) NOT VALID$`)
 
@@ -391,17 +338,6 @@ func originalError(d *guard.Decision, body []byte) []byte {
 		return body
 	}
 	return enc[5:]
-}
-
-// queryParse is an unnamed Parse of sql with the given parameter types.
-func queryParse(sql string, params []byte) []byte {
-	out := []byte{'P', 0, 0, 0, 0, 0}
-	out = append(out, sql...)
-	out = append(out, 0)
-	out = append(out, params...)
-	n := uint32(len(out) - 1)
-	out[1], out[2], out[3], out[4] = byte(n>>24), byte(n>>16), byte(n>>8), byte(n)
-	return out
 }
 
 // rewriteParse returns the Parse that stands in for a rewritten statement

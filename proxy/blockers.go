@@ -1,0 +1,219 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ddlguard/ddlguard/guard"
+)
+
+// preflight is what ddlguard reads before a guarded statement.
+type preflight struct {
+	lockTimeout, idleTimeout string // current settings, as SHOW prints them
+	blockers                 []blocker
+}
+
+// transientHold is how long a lock holder's transaction may have been open
+// and still count as a passing query: such holders release within moments,
+// so a guarded statement may queue behind them without stalling anyone for
+// long. Sessions idle in a transaction, older transactions, and sessions
+// already waiting in the queue are blockers.
+const transientHold = 100 * time.Millisecond
+
+// blocks reports whether a holder will hold its lock for long. A holder
+// whose session details the role may not see (another role's session,
+// without pg_read_all_stats) counts once it has been seen holding in two
+// polls in a row.
+func (b blocker) blocks(seenBefore map[int]bool) bool {
+	switch {
+	case !b.Granted, b.State == "prepared transaction":
+		return true
+	case b.Hidden:
+		return seenBefore[b.PID]
+	}
+	return strings.HasPrefix(b.State, "idle in transaction") ||
+		(b.XactAge != nil && time.Duration(*b.XactAge*float64(time.Second)) > transientHold)
+}
+
+// longHolders keeps the blockers that will hold their lock for long.
+func longHolders(bs []blocker, seenBefore map[int]bool) []blocker {
+	out := bs[:0:0]
+	for _, b := range bs {
+		if b.blocks(seenBefore) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// hiddenHolders lists the holders whose details were hidden.
+func hiddenHolders(bs []blocker) map[int]bool {
+	m := map[int]bool{}
+	for _, b := range bs {
+		if b.Hidden {
+			m[b.PID] = true
+		}
+	}
+	return m
+}
+
+// describe renders a blocker for the final error's DETAIL.
+func (b blocker) describe() string {
+	how := "holds"
+	if !b.Granted {
+		how = "waits for"
+	}
+	if b.GID != nil {
+		return fmt.Sprintf("prepared transaction %q %s %s on %s", *b.GID, how, b.Mode, b.Relation)
+	}
+	if b.Hidden {
+		return fmt.Sprintf("pid %d (user %s, application %q) %s %s on %s; its state, client and transaction are not visible to this role (grant pg_read_all_stats, or configure the monitor connection)",
+			b.PID, b.User, b.App, how, b.Mode, b.Relation)
+	}
+	age := "unknown"
+	if b.XactAge != nil {
+		age = fmt.Sprintf("%.0fs", *b.XactAge)
+	}
+	return fmt.Sprintf("pid %d (user %s, application %q, client %s) %s %s on %s; state %s, transaction open %s; query: %s",
+		b.PID, b.User, b.App, b.Client, how, b.Mode, b.Relation, b.State, age, firstLine(b.Query))
+}
+
+type blocker struct {
+	PID      int      `json:"pid"`
+	User     string   `json:"user"`
+	App      string   `json:"app"`
+	Client   string   `json:"client"`
+	State    string   `json:"state"`
+	Hidden   bool     `json:"hidden"`
+	XactAge  *float64 `json:"xact_age"`
+	Query    string   `json:"query"`
+	Mode     string   `json:"mode"`
+	Granted  bool     `json:"granted"`
+	Relation string   `json:"relation"`
+	GID      *string  `json:"gid"` // prepared transaction holding the lock
+}
+
+// conflicting lists the pg_locks mode names that conflict with m.
+func conflicting(m guard.LockMode) []string {
+	var out []string
+	for o := guard.AccessShare; o <= guard.AccessExclusive; o++ {
+		if m.Conflicts(o) {
+			out = append(out, o.PgLocksName())
+		}
+	}
+	return out
+}
+
+// preflightQuery reads the session's timeouts and the sessions holding or
+// waiting for conflicting locks on the targets. Like the facts query it
+// takes no lock on user tables and cannot raise an error.
+func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
+	rows := []string{"(NULL::text, NULL::text, NULL::name, '{}'::text[])"}
+	for _, l := range targets {
+		nsp, rel, err := nameLiterals(l.Relation)
+		if err != nil {
+			return "", err
+		}
+		modes := make([]string, 0, 8)
+		for _, m := range conflicting(l.Mode) {
+			modes = append(modes, sqlLiteral(m))
+		}
+		rows = append(rows, fmt.Sprintf("(%s, %s, %s, ARRAY[%s]::text[])", sqlLiteral(l.Relation), nsp, rel, strings.Join(modes, ",")))
+	}
+	return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'),
+ (SELECT json_agg(json_build_object('pid', l.pid, 'user', a.usename, 'app', a.application_name,
+     'client', CASE WHEN a.client_port = -1 THEN 'local' ELSE host(a.client_addr) || ':' || a.client_port END,
+     'state', CASE WHEN l.pid IS NULL THEN 'prepared transaction' ELSE a.state END,
+     'hidden', l.pid IS NOT NULL AND a.state IS NULL,
+     'xact_age', extract(epoch FROM clock_timestamp() - a.xact_start), 'query', left(a.query, 200),
+     'mode', l.mode, 'granted', l.granted, 'relation', t.name, 'gid', px.gid) ORDER BY l.granted DESC, a.xact_start)
+  FROM (VALUES ` + strings.Join(rows, ", ") + `) AS t(name, nsp, rel, modes)
+  JOIN LATERAL ` + resolveRelationSQL("t.nsp", "t.rel") + ` ON true
+  JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.relation = c.oid AND l.mode = ANY (t.modes)
+      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+      AND l.pid IS DISTINCT FROM ` + strconv.FormatUint(uint64(clientPID), 10) + `
+  LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+  LEFT JOIN pg_catalog.pg_prepared_xacts px ON l.pid IS NULL
+      AND px.transaction::text = split_part(l.virtualtransaction, '/', 2))`, nil
+}
+
+// runPreflight asks the server; the caller has waited for a sync point.
+func (c *clientConn) runPreflight(p *timeoutPlan) (*preflight, error) {
+	targets := p.targets
+	if c.srv.cfg.Exec.NoBlockerCheck {
+		targets = nil
+	}
+	q, err := preflightQuery(targets, c.sess.backendPID)
+	if err != nil {
+		return nil, err
+	}
+	frames, err := c.internalQuery(q, factsWait)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := dataRows(frames, 3)
+	if err != nil || len(rows) != 1 {
+		return nil, fmt.Errorf("preflight: %v", err)
+	}
+	pf := &preflight{lockTimeout: string(rows[0][0]), idleTimeout: string(rows[0][1])}
+	if rows[0][2] != nil {
+		if err := json.Unmarshal(rows[0][2], &pf.blockers); err != nil {
+			return nil, fmt.Errorf("preflight blockers: %w", err)
+		}
+	}
+	return pf, nil
+}
+
+// waitForBlockers polls until no session blocks the plan's locks or the
+// deadline passes; it returns the last preflight.
+func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*preflight, error) {
+	if m := c.srv.cfg.MonitorFacts; m != nil && !c.srv.cfg.Exec.NoBlockerCheck {
+		// Poll on the monitor connection; read the session's own settings
+		// once, on the client's connection, when the way is clear.
+		var seen map[int]bool
+		for {
+			all, err := m.Blockers(c.sess.Database, p.targets, c.sess.backendPID)
+			if err != nil {
+				break // fall back to the client's connection
+			}
+			bs := longHolders(all, seen)
+			waitForHidden := len(bs) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
+			seen = hiddenHolders(all)
+			if (len(bs) > 0 || waitForHidden) && time.Now().Before(deadline) && !c.clientLeft() && !c.userCancel.Load() {
+				c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
+				continue
+			}
+			if len(bs) > 0 {
+				return &preflight{lockTimeout: "0", blockers: bs}, nil
+			}
+			return c.runPreflight(p)
+		}
+	}
+	var seen map[int]bool
+	for {
+		pf, err := c.runPreflight(p)
+		if err != nil {
+			return pf, err
+		}
+		all := pf.blockers
+		pf.blockers = longHolders(all, seen)
+		// Holders whose details are hidden: look once more before deciding.
+		waitForHidden := len(pf.blockers) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
+		seen = hiddenHolders(all)
+		if (len(pf.blockers) == 0 && !waitForHidden) || !time.Now().Before(deadline) || c.clientLeft() || c.userCancel.Load() {
+			return pf, nil
+		}
+		c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
+	}
+}
+
+func describeBlockers(pf *preflight) string {
+	var parts []string
+	for _, b := range pf.blockers {
+		parts = append(parts, b.describe())
+	}
+	return strings.Join(parts, "\n")
+}

@@ -1,0 +1,231 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"strings"
+
+	"github.com/ddlguard/ddlguard/guard"
+)
+
+// factsQuery builds the catalog query for names ("rel" or "schema.rel", as
+// the guard reports them). Names are resolved as the session would resolve
+// them (search_path, pg_temp) by comparing with the catalogs, never by
+// parsing them. Sizes cover the whole partition tree. With exact, sizes are
+// pg_total_relation_size (which locks each relation ACCESS SHARE: only for
+// the monitor connection, under a short lock_timeout); otherwise relpages.
+func factsQuery(names []string, exact bool) (string, error) {
+	var rows []string
+	for _, n := range names {
+		nsp, rel, err := nameLiterals(n)
+		if err != nil {
+			return "", err
+		}
+		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, rel))
+	}
+	return `/* ddlguard catalog facts */ SELECT q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE ` + relationFactsJSON(exact) + ` END
+FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, rel)
+LEFT JOIN LATERAL ` + resolveRelationSQL("q.nsp", "q.rel") + ` ON true`, nil
+}
+
+// relationFactsJSON is the JSON object of facts (factsRow) about the
+// pg_class row c; exact as for factsQuery.
+func relationFactsJSON(exact bool) string {
+	size := `sum(r.relpages::bigint + COALESCE((SELECT sum(ix.relpages) FROM pg_catalog.pg_index x
+        JOIN pg_catalog.pg_class ix ON ix.oid = x.indexrelid WHERE x.indrelid = r.oid), 0)
+        + COALESCE((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = r.reltoastrelid), 0))
+        * current_setting('block_size')::bigint`
+	unknown := `bool_or(r.relkind IN ('r', 'm') AND (r.reltuples < 0 OR (r.reltuples = 0 AND r.relpages = 0)))`
+	if exact {
+		size, unknown = `sum(pg_catalog.pg_total_relation_size(r.oid))`, `false`
+	}
+	return `json_build_object(
+  'kind', c.relkind, 'persistence', c.relpersistence, 'tuples', c.reltuples,
+  'size', (WITH RECURSIVE tree(oid) AS (SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+      JOIN tree ON i.inhparent = tree.oid)
+    SELECT json_build_object('bytes', ` + size + `, 'unknown', ` + unknown + `)
+    FROM tree JOIN pg_catalog.pg_class r ON r.oid = tree.oid),
+  'populated', c.relispopulated,
+  'columns', (SELECT json_object_agg(a.attname, json_build_object('type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull))
+      FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+  'checks', (SELECT json_agg(pg_catalog.pg_get_constraintdef(k.oid)) FROM pg_catalog.pg_constraint k
+      WHERE k.conrelid = c.oid AND k.contype = 'c' AND k.convalidated),
+  'unique_index', EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indisunique
+      AND x.indisvalid AND x.indpred IS NULL),
+  'default_partition', EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = c.oid AND p.partdefid <> 0),
+  'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid))`
+}
+
+// domainFactsQuery builds the catalog query for domains (names as the
+// guard reports them), resolved as the session would resolve a type name:
+// for each, the relations (not indexes) with a live column of the domain
+// or of a domain over it, named as the guard names relations (qualified
+// only when the search_path does not find them), with their facts.
+func domainFactsQuery(names []string, exact bool) (string, error) {
+	var rows []string
+	for _, n := range names {
+		nsp, typ, err := nameLiterals(n)
+		if err != nil {
+			return "", err
+		}
+		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, typ))
+	}
+	return `/* ddlguard domain facts */ SELECT q.name, CASE WHEN t.oid IS NULL THEN NULL ELSE json_build_object(
+  'relations', COALESCE((SELECT json_agg(json_build_object(
+        'name', CASE WHEN pg_catalog.pg_table_is_visible(c.oid) THEN c.relname::text ELSE n.nspname || '.' || c.relname END,
+        'columns', u.cols, 'facts', ` + relationFactsJSON(exact) + `) ORDER BY n.nspname, c.relname)
+      FROM (SELECT a.attrelid, array_agg(a.attname::text ORDER BY a.attnum) AS cols
+          FROM pg_catalog.pg_attribute a
+          WHERE a.atttypid IN (WITH RECURSIVE doms(oid) AS (SELECT t.oid UNION
+                SELECT d.oid FROM pg_catalog.pg_type d JOIN doms ON d.typbasetype = doms.oid WHERE d.typtype = 'd')
+              SELECT oid FROM doms)
+            AND a.attnum > 0 AND NOT a.attisdropped
+          GROUP BY a.attrelid) u
+      JOIN pg_catalog.pg_class c ON c.oid = u.attrelid AND c.relkind NOT IN ('i', 'I')
+      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace), '[]'::json)) END
+FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, typ)
+LEFT JOIN LATERAL (SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+  WHERE t.typname = q.typ AND t.typtype = 'd'
+    AND (n.nspname = q.nsp OR (q.nsp IS NULL AND n.nspname = ANY (current_schemas(true))))
+  ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) t ON true`, nil
+}
+
+type domainRow struct {
+	Relations []struct {
+		Name    string   `json:"name"`
+		Columns []string `json:"columns"`
+		Facts   factsRow `json:"facts"`
+	} `json:"relations"`
+}
+
+// addDomainRow decodes one row of the domain query (name, JSON or NULL for
+// "no such domain").
+func addDomainRow(out map[string]*guard.DomainFacts, name string, js []byte) error {
+	if js == nil {
+		out[name] = nil
+		return nil
+	}
+	var r domainRow
+	if err := json.Unmarshal(js, &r); err != nil {
+		return fmt.Errorf("domain facts for %s: %w", name, err)
+	}
+	f := &guard.DomainFacts{}
+	for _, rel := range r.Relations {
+		f.Relations = append(f.Relations, guard.DomainRelation{Name: rel.Name, Columns: rel.Columns, Facts: *rel.Facts.facts()})
+	}
+	out[name] = f
+	return nil
+}
+
+type factsRow struct {
+	Kind        string  `json:"kind"`
+	Persistence string  `json:"persistence"`
+	Tuples      float64 `json:"tuples"`
+	Size        struct {
+		Bytes   *int64 `json:"bytes"`
+		Unknown bool   `json:"unknown"`
+	} `json:"size"`
+	Populated bool `json:"populated"`
+	Columns   map[string]struct {
+		Type    string
+		NotNull bool `json:"not_null"`
+	} `json:"columns"`
+	Checks           []string `json:"checks"`
+	UniqueIndex      bool     `json:"unique_index"`
+	DefaultPartition bool     `json:"default_partition"`
+	Table            *string  `json:"table"`
+}
+
+// notNullCheck matches pg_get_constraintdef of CHECK (col IS NOT NULL).
+var notNullCheck = regexp.MustCompile(`^CHECK \(\(?("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*) IS NOT NULL\)?\)$`)
+
+// parseFacts reads the catalog query's answer from diverted frames.
+func parseFacts(frames []divertedFrame) (map[string]*guard.RelationFacts, error) {
+	rows, err := dataRows(frames, 2)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*guard.RelationFacts{}
+	for _, row := range rows {
+		if err := addFactsRow(out, string(row[0]), row[1]); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// nameLiterals splits a relation name as the guard reports it ("rel" or
+// "schema.rel") into SQL literals for schema (NULL when unqualified) and
+// relation; names ddlguard cannot quote safely are refused.
+func nameLiterals(name string) (nsp, rel string, err error) {
+	if strings.ContainsAny(name, "\\\x00") {
+		return "", "", fmt.Errorf("relation name %q cannot be looked up safely", name)
+	}
+	if i := strings.LastIndexByte(name, '.'); i >= 0 {
+		return sqlLiteral(name[:i]), sqlLiteral(name[i+1:]), nil
+	}
+	return "NULL", sqlLiteral(name), nil
+}
+
+// resolveRelationSQL is a subquery yielding the pg_class row (aliased c) a
+// name resolves to in the session, as PostgreSQL would resolve it
+// (search_path order, pg_temp), by comparing with the catalogs: it never
+// raises an error. nsp and rel are SQL expressions (text, name).
+func resolveRelationSQL(nsp, rel string) string {
+	return `(SELECT c.* FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relname = ` + rel + ` AND (n.nspname = ` + nsp + ` OR (` + nsp + ` IS NULL AND n.nspname = ANY (current_schemas(true))))
+  ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) c`
+}
+
+// addFactsRow decodes one row (name, JSON or NULL for "no such relation").
+func addFactsRow(out map[string]*guard.RelationFacts, name string, js []byte) error {
+	if js == nil {
+		out[name] = nil
+		return nil
+	}
+	var r factsRow
+	if err := json.Unmarshal(js, &r); err != nil {
+		return fmt.Errorf("catalog facts for %s: %w", name, err)
+	}
+	out[name] = r.facts()
+	return nil
+}
+
+func (r *factsRow) facts() *guard.RelationFacts {
+	f := &guard.RelationFacts{Rows: int64(r.Tuples), Populated: r.Populated, UniqueIndex: r.UniqueIndex,
+		HasDefaultPartition: r.DefaultPartition}
+	if r.Kind != "" {
+		f.Kind = r.Kind[0]
+	}
+	if r.Persistence != "" {
+		f.Persistence = r.Persistence[0]
+	}
+	f.SizeBytes = math.MaxInt64 // unknown: the guard treats it as large
+	if r.Size.Bytes != nil && !r.Size.Unknown {
+		f.SizeBytes = *r.Size.Bytes
+	}
+	if len(r.Columns) > 0 {
+		f.Columns = make(map[string]guard.Column, len(r.Columns))
+		for name, col := range r.Columns {
+			f.Columns[name] = guard.Column{Type: col.Type, NotNull: col.NotNull}
+		}
+	}
+	for _, def := range r.Checks {
+		if m := notNullCheck.FindStringSubmatch(def); m != nil {
+			if f.NotNullChecks == nil {
+				f.NotNullChecks = map[string]bool{}
+			}
+			col := m[1]
+			if strings.HasPrefix(col, `"`) {
+				col = strings.ReplaceAll(col[1:len(col)-1], `""`, `"`)
+			}
+			f.NotNullChecks[col] = true
+		}
+	}
+	if r.Table != nil {
+		f.Table = *r.Table
+	}
+	return f
+}
