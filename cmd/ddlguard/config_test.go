@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -21,15 +22,11 @@ func writeConfig(t *testing.T, body string) string {
 }
 
 func TestConfigDefaultsAreTheSafeProductionSetup(t *testing.T) {
-	cfg, err := loadConfig("", nil)
+	loaded, err := loadConfig(serveFlags{upstream: "db:5432"}, nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Upstream = "db:5432"
-	pc, err := cfg.proxyConfig(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	pc := loaded.proxy
 	if pc.Exec.RetryBudget != 30*time.Second || pc.Exec.NoBlockerCheck || pc.Exec.IdleInTransactionTimeout != 5*time.Second {
 		t.Fatalf("unexpected execution defaults: %+v", pc.Exec)
 	}
@@ -53,7 +50,7 @@ log:
 `)
 	env := []string{"DDLGUARD_UPSTREAM=env-db:5432", "DDLGUARD_CONNECT_TIMEOUT=750ms", "DDLGUARD_ALLOW_REPLICATION=true",
 		"DDLGUARD_EVENT_LOOP_SPIN=50us"}
-	cfg, err := loadConfig(path, env)
+	cfg, err := readSettings(path, env)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,13 +59,15 @@ log:
 		cfg.EventLoopSpin != 50*time.Microsecond {
 		t.Fatalf("file+env resolved to %+v", cfg)
 	}
-	t.Setenv("DDLGUARD_UPSTREAM", "env-db:5432")
-	cfg, err = serveFlags{config: path, upstream: "flag-db:5432"}.resolve()
+	loaded, err := loadConfig(serveFlags{config: path, upstream: "flag-db:5432"}, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Upstream != "flag-db:5432" {
-		t.Fatalf("flag did not win over env: %q", cfg.Upstream)
+	if got := loaded.settings; got.Upstream != "flag-db:5432" || got.ConnectTimeout != 750*time.Millisecond || got.Listen != "127.0.0.1:7000" {
+		t.Fatalf("flag did not win over env, or env over file: %+v", got)
+	}
+	if loaded.proxy.Upstream != "flag-db:5432" {
+		t.Fatalf("the proxy's upstream is %q, not the flag's", loaded.proxy.Upstream)
 	}
 }
 

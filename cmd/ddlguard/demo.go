@@ -68,7 +68,7 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	ocfg := defaultConfig()
 	ocfg.Upstream, ocfg.Admin.Listen = cluster.Addr(), *adminListen
 	ocfg.Monitor.DSN = cluster.DSN(pgcluster.Superuser, pgcluster.AppDatabase, "sslmode", "disable", "application_name", "ddlguard-monitor")
-	obs, err := startObservability(ocfg, logger)
+	obs, err := startDemoObservability(ocfg, logger)
 	if err != nil {
 		ln.Close()
 		fmt.Fprintf(stderr, "ddlguard demo: %v (pick another address with --admin-listen, or off)\n", err)
@@ -121,4 +121,18 @@ Press Ctrl-C to stop and remove the cluster.
 	}
 	fmt.Fprintln(stdout, "stopping")
 	return exitOK
+}
+
+// startDemoObservability validates the admin and monitor sections of cfg
+// and starts them as serve does.
+func startDemoObservability(cfg Config, logger *slog.Logger) (*observability, error) {
+	ac, err := cfg.adminConfig()
+	if err != nil {
+		return nil, err
+	}
+	mc, err := cfg.monitorConfig(logger)
+	if err != nil {
+		return nil, err
+	}
+	return startObservability(ac, mc, cfg.Upstream, logger)
 }

@@ -53,7 +53,7 @@ func lint(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ddlguard lint: --format %q: use text, json, sarif or github\n", *format)
 		return exitConfig
 	}
-	cfg, err := loadConfig(*configPath, os.Environ())
+	cfg, err := readSettings(*configPath, os.Environ())
 	if err != nil {
 		fmt.Fprintln(stderr, "ddlguard: config:", err)
 		return exitConfig

@@ -166,7 +166,7 @@ guard:
       rules:
         create-index-not-concurrently: {rewrite: false}
 `)
-	cfg, err := loadConfig(path, nil)
+	cfg, err := readSettings(path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

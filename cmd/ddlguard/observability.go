@@ -24,20 +24,17 @@ type observability struct {
 // recentDecisions is how many decisions /locks lists.
 const recentDecisions = 50
 
-func startObservability(cfg Config, logger *slog.Logger) (*observability, error) {
-	ac, err := cfg.adminConfig()
-	if err != nil {
-		return nil, err
-	}
-	mc, err := cfg.monitorConfig(logger)
-	if err != nil {
-		return nil, err
-	}
+// startObservability registers the collectors, starts the upstream probe
+// (of upstream), the lock monitor (when mc has a DSN) and the admin
+// listener (when ac is enabled). Its errors are configErrors: an address
+// that does not bind, a monitor that cannot be set up.
+func startObservability(ac metrics.AdminConfig, mc metrics.MonitorConfig, upstream string, logger *slog.Logger) (*observability, error) {
+	var err error
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	recent := metrics.NewRecent(recentDecisions)
 	o := &observability{proxy: metrics.NewProxy(reg, version, recent), done: make(chan struct{})}
-	probe := metrics.NewUpstreamProbe(reg, cfg.Upstream)
+	probe := metrics.NewUpstreamProbe(reg, upstream)
 	o.ready = &metrics.Ready{Probe: probe}
 	var mon *metrics.LockMonitor
 	if mc.DSN != "" {
