@@ -29,131 +29,81 @@ type stmt struct {
 	locksUnknown bool
 }
 
-// rangeVarName is a relation's name as written: "schema.rel" or "rel"
-// (unquoted identifiers are already lower case).
-func rangeVarName(rv *pg_query.RangeVar) string {
-	if rv == nil {
-		return ""
-	}
-	if rv.Schemaname != "" {
-		return rv.Schemaname + "." + rv.Relname
-	}
-	return rv.Relname
-}
-
-// nameOf renders a list of String nodes ("schema", "rel") as a dotted name.
-func nameOf(items []*pg_query.Node) string {
-	parts := make([]string, 0, len(items))
-	for _, it := range items {
-		if s := it.GetString_(); s != nil {
-			parts = append(parts, s.Sval)
-		}
-	}
-	return strings.Join(parts, ".")
-}
-
 // analyze fills kind, locks, effects and concurrently from the parse tree.
 func (s *stmt) analyze() {
-	n := s.node
-	switch {
-	case n.GetIndexStmt() != nil:
-		s.analyzeCreateIndex(n.GetIndexStmt())
-	case n.GetAlterTableStmt() != nil:
-		s.analyzeAlterTable(n.GetAlterTableStmt())
-	case n.GetDropStmt() != nil:
-		s.analyzeDrop(n.GetDropStmt())
-	case n.GetRenameStmt() != nil:
-		s.analyzeRename(n.GetRenameStmt())
-	case n.GetReindexStmt() != nil:
-		s.analyzeReindex(n.GetReindexStmt())
-	case n.GetTruncateStmt() != nil:
+	switch n := s.node.Node.(type) {
+	case *pg_query.Node_IndexStmt:
+		s.analyzeCreateIndex(n.IndexStmt)
+	case *pg_query.Node_AlterTableStmt:
+		s.analyzeAlterTable(n.AlterTableStmt)
+	case *pg_query.Node_DropStmt:
+		s.analyzeDrop(n.DropStmt)
+	case *pg_query.Node_RenameStmt:
+		s.analyzeRename(n.RenameStmt)
+	case *pg_query.Node_ReindexStmt:
+		s.analyzeReindex(n.ReindexStmt)
+	case *pg_query.Node_TruncateStmt:
 		s.kind = "TRUNCATE"
-		for _, r := range n.GetTruncateStmt().Relations {
+		for _, r := range n.TruncateStmt.Relations {
 			s.lock(rangeVarName(r.GetRangeVar()), AccessExclusive, WorkTruncate)
 		}
-	case n.GetVacuumStmt() != nil:
-		s.analyzeVacuum(n.GetVacuumStmt())
-	case n.GetClusterStmt() != nil:
+	case *pg_query.Node_VacuumStmt:
+		s.analyzeVacuum(n.VacuumStmt)
+	case *pg_query.Node_ClusterStmt:
 		s.kind = "CLUSTER"
-		if rv := n.GetClusterStmt().Relation; rv != nil {
+		if rv := n.ClusterStmt.Relation; rv != nil {
 			s.lock(rangeVarName(rv), AccessExclusive, WorkRewrite)
 		} else {
 			s.lock(allRelations, AccessExclusive, WorkRewrite)
 		}
-	case n.GetRefreshMatViewStmt() != nil:
-		r := n.GetRefreshMatViewStmt()
-		s.kind = "REFRESH MATERIALIZED VIEW"
-		work := WorkRewrite
-		if r.SkipData {
-			work = WorkTruncate // WITH NO DATA: emptied, the query does not run
-		}
-		if r.Concurrent {
-			// Runs the query and applies the difference in place: reads
-			// continue, writes wait for the whole run.
-			s.concurrently = true // allowed in a transaction block, unlike the others
-			s.lock(rangeVarName(r.Relation), Exclusive, WorkScan)
-		} else {
-			s.lock(rangeVarName(r.Relation), AccessExclusive, work)
-		}
-	case n.GetLockStmt() != nil:
-		l := n.GetLockStmt()
+	case *pg_query.Node_RefreshMatViewStmt:
+		s.analyzeRefreshMatView(n.RefreshMatViewStmt)
+	case *pg_query.Node_LockStmt:
 		s.kind = "LOCK TABLE"
-		mode := LockMode(l.Mode)
+		mode := LockMode(n.LockStmt.Mode)
 		if mode <= NoLock || mode > AccessExclusive {
 			mode = AccessExclusive
 		}
-		for _, r := range l.Relations {
+		for _, r := range n.LockStmt.Relations {
 			s.lock(rangeVarName(r.GetRangeVar()), mode, WorkNone)
 		}
-	case n.GetCreateStmt() != nil:
-		s.analyzeCreateTable(n.GetCreateStmt())
-	case n.GetCreateTrigStmt() != nil:
-		t := n.GetCreateTrigStmt()
+	case *pg_query.Node_CreateStmt:
+		s.analyzeCreateTable(n.CreateStmt)
+	case *pg_query.Node_CreateTrigStmt:
 		s.kind = "CREATE TRIGGER"
-		s.lock(rangeVarName(t.Relation), ShareRowExclusive, WorkNone)
-	case n.GetRuleStmt() != nil:
+		s.lock(rangeVarName(n.CreateTrigStmt.Relation), ShareRowExclusive, WorkNone)
+	case *pg_query.Node_RuleStmt:
 		s.kind = "CREATE RULE"
-		s.lock(rangeVarName(n.GetRuleStmt().Relation), AccessExclusive, WorkNone)
-	case n.GetCreatePolicyStmt() != nil:
+		s.lock(rangeVarName(n.RuleStmt.Relation), AccessExclusive, WorkNone)
+	case *pg_query.Node_CreatePolicyStmt:
 		s.kind = "CREATE POLICY"
-		s.lock(rangeVarName(n.GetCreatePolicyStmt().Table), AccessExclusive, WorkNone)
-	case n.GetAlterPolicyStmt() != nil:
+		s.lock(rangeVarName(n.CreatePolicyStmt.Table), AccessExclusive, WorkNone)
+	case *pg_query.Node_AlterPolicyStmt:
 		s.kind = "ALTER POLICY"
-		s.lock(rangeVarName(n.GetAlterPolicyStmt().Table), AccessExclusive, WorkNone)
-	case n.GetCreateStatsStmt() != nil:
+		s.lock(rangeVarName(n.AlterPolicyStmt.Table), AccessExclusive, WorkNone)
+	case *pg_query.Node_CreateStatsStmt:
 		s.kind = "CREATE STATISTICS"
-		for _, r := range n.GetCreateStatsStmt().Relations {
+		for _, r := range n.CreateStatsStmt.Relations {
 			s.lock(rangeVarName(r.GetRangeVar()), ShareUpdateExclusive, WorkNone)
 		}
-	case n.GetCommentStmt() != nil:
-		s.analyzeComment(n.GetCommentStmt())
-	case n.GetAlterDomainStmt() != nil:
-		s.analyzeAlterDomain(n.GetAlterDomainStmt())
-	case n.GetAlterObjectSchemaStmt() != nil:
-		o := n.GetAlterObjectSchemaStmt()
+	case *pg_query.Node_CommentStmt:
+		s.analyzeComment(n.CommentStmt)
+	case *pg_query.Node_AlterDomainStmt:
+		s.analyzeAlterDomain(n.AlterDomainStmt)
+	case *pg_query.Node_AlterObjectSchemaStmt:
+		o := n.AlterObjectSchemaStmt
 		s.kind = "ALTER " + objectWord(o.ObjectType) + " SET SCHEMA"
 		if o.Relation != nil {
 			s.lock(rangeVarName(o.Relation), AccessExclusive, WorkNone)
 		}
-	case n.GetTransactionStmt() != nil:
-		s.analyzeTransaction(n.GetTransactionStmt())
-	case n.GetVariableShowStmt() != nil:
+	case *pg_query.Node_TransactionStmt:
+		s.analyzeTransaction(n.TransactionStmt)
+	case *pg_query.Node_VariableShowStmt:
 		s.kind = "SHOW"
-	case n.GetVariableSetStmt() != nil:
-		v := n.GetVariableSetStmt()
-		s.kind = "SET"
-		switch strings.ToLower(v.Name) {
-		case "timezone":
-			if len(v.Args) == 1 {
-				if c := v.Args[0].GetAConst(); c != nil && c.GetSval() != nil {
-					s.effects.SetTimeZone, s.effects.Local = c.GetSval().Sval, v.IsLocal
-				}
-			}
-		case "lock_timeout":
-			s.effects.LockTimeout = lockTimeoutEffect(v)
-		}
-	case n.GetCreateTableAsStmt() != nil:
-		c := n.GetCreateTableAsStmt()
+	case *pg_query.Node_VariableSetStmt:
+		s.analyzeSet(n.VariableSetStmt)
+	case *pg_query.Node_CreateTableAsStmt:
+		c := n.CreateTableAsStmt
 		s.kind = "CREATE TABLE AS"
 		if c.Objtype == pg_query.ObjectType_OBJECT_MATVIEW {
 			s.kind = "CREATE MATERIALIZED VIEW"
@@ -161,23 +111,60 @@ func (s *stmt) analyze() {
 		if c.Into != nil && c.Into.Rel != nil {
 			s.created(c.Into.Rel)
 		}
-	case n.GetAlterSeqStmt() != nil:
-		a := n.GetAlterSeqStmt()
-		s.kind = "ALTER SEQUENCE"
-		work := WorkNone
-		for _, o := range a.Options {
-			if d := o.GetDefElem(); d != nil && d.Defname != "owned_by" {
-				work = WorkTruncate // a changed sequence gets new storage
-			}
-		}
-		s.lock(rangeVarName(a.Sequence), ShareRowExclusive, work)
-	case n.GetExplainStmt() != nil:
+	case *pg_query.Node_AlterSeqStmt:
+		s.analyzeAlterSequence(n.AlterSeqStmt)
+	case *pg_query.Node_ExplainStmt:
 		s.kind = "EXPLAIN"
-	case n.GetViewStmt() != nil:
+	case *pg_query.Node_ViewStmt:
 		s.kind = "CREATE VIEW"
 	default:
-		s.kind = statementKind(n)
+		s.kind = statementKind(s.node)
 	}
+}
+
+func (s *stmt) analyzeRefreshMatView(r *pg_query.RefreshMatViewStmt) {
+	s.kind = "REFRESH MATERIALIZED VIEW"
+	if r.Concurrent {
+		// Runs the query and applies the difference in place: reads
+		// continue, writes wait for the whole run.
+		s.concurrently = true // allowed in a transaction block, unlike the others
+		s.lock(rangeVarName(r.Relation), Exclusive, WorkScan)
+		return
+	}
+	work := WorkRewrite
+	if r.SkipData {
+		work = WorkTruncate // WITH NO DATA: emptied, the query does not run
+	}
+	s.lock(rangeVarName(r.Relation), AccessExclusive, work)
+}
+
+// analyzeSet records what SET does to the settings the guard follows:
+// TimeZone (timestamp type changes) and lock_timeout (the linter).
+func (s *stmt) analyzeSet(v *pg_query.VariableSetStmt) {
+	s.kind = "SET"
+	switch strings.ToLower(v.Name) {
+	case "timezone":
+		if len(v.Args) == 1 {
+			if c := v.Args[0].GetAConst(); c != nil && c.GetSval() != nil {
+				s.effects.SetTimeZone, s.effects.Local = c.GetSval().Sval, v.IsLocal
+			}
+		}
+	case "lock_timeout":
+		s.effects.LockTimeout = lockTimeoutEffect(v)
+	}
+}
+
+// analyzeAlterSequence: a changed sequence gets new storage unless the
+// statement only changes OWNED BY.
+func (s *stmt) analyzeAlterSequence(a *pg_query.AlterSeqStmt) {
+	s.kind = "ALTER SEQUENCE"
+	work := WorkNone
+	for _, o := range a.Options {
+		if d := o.GetDefElem(); d != nil && d.Defname != "owned_by" {
+			work = WorkTruncate
+		}
+	}
+	s.lock(rangeVarName(a.Sequence), ShareRowExclusive, work)
 }
 
 // lockTimeoutEffect classifies SET/RESET lock_timeout: setting it to zero
@@ -305,11 +292,7 @@ func renameTarget(r *pg_query.RenameStmt) pg_query.ObjectType {
 
 func (s *stmt) analyzeReindex(r *pg_query.ReindexStmt) {
 	s.kind = "REINDEX"
-	for _, p := range r.Params {
-		if d := p.GetDefElem(); d != nil && d.Defname == "concurrently" && defElemTrue(d) {
-			s.concurrently = true
-		}
-	}
+	s.concurrently = optionOn(r.Params, "concurrently")
 	name := rangeVarName(r.Relation)
 	if name == "" {
 		name = r.Name // SCHEMA, DATABASE, SYSTEM: every table in it
@@ -335,12 +318,7 @@ func (s *stmt) analyzeReindex(r *pg_query.ReindexStmt) {
 }
 
 func (s *stmt) analyzeVacuum(v *pg_query.VacuumStmt) {
-	full := false
-	for _, o := range v.Options {
-		if d := o.GetDefElem(); d != nil && d.Defname == "full" && defElemTrue(d) {
-			full = true
-		}
-	}
+	full := optionOn(v.Options, "full")
 	mode, work := ShareUpdateExclusive, WorkNone
 	s.kind = "ANALYZE"
 	if v.IsVacuumcmd {
@@ -362,23 +340,6 @@ func (s *stmt) analyzeVacuum(v *pg_query.VacuumStmt) {
 // allRelations stands for "every table of the database" (VACUUM FULL or
 // CLUSTER without a table list).
 const allRelations = "*"
-
-func defElemTrue(d *pg_query.DefElem) bool {
-	if d.Arg == nil {
-		return true
-	}
-	if b := d.Arg.GetBoolean(); b != nil {
-		return b.Boolval
-	}
-	if st := d.Arg.GetString_(); st != nil {
-		v := strings.ToLower(st.Sval)
-		return v == "true" || v == "on" || v == "1" || v == "yes"
-	}
-	if i := d.Arg.GetInteger(); i != nil {
-		return i.Ival != 0
-	}
-	return true
-}
 
 func (s *stmt) analyzeComment(c *pg_query.CommentStmt) {
 	s.kind = "COMMENT"

@@ -1,9 +1,6 @@
 package guard
 
 import (
-	"fmt"
-	"math"
-
 	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
@@ -73,48 +70,4 @@ func (w withRelations) Relation(name string) (RelationFacts, bool) {
 		return f, true
 	}
 	return w.Facts.Relation(name)
-}
-
-// domainTables describes the relations an ALTER DOMAIN scans, with their
-// size when known: "orders (20 MB), refunds (size unknown)". At most
-// maxNamed are named.
-func (s *stmt) domainTables() string {
-	const maxNamed = 10
-	out, n := "", 0
-	for _, l := range s.locks {
-		if l.Work != WorkScan {
-			continue
-		}
-		n++
-		if n > maxNamed {
-			continue
-		}
-		if out != "" {
-			out += ", "
-		}
-		size := "size unknown"
-		if f, ok := s.facts.Relation(l.Relation); ok {
-			size = sizeText(f.SizeBytes)
-		}
-		out += l.Relation + " (" + size + ")"
-	}
-	if n > maxNamed {
-		out += fmt.Sprintf(" and %d more", n-maxNamed)
-	}
-	return out
-}
-
-// sizeText renders a size as pg_size_pretty does ("512 kB", "20 MB");
-// math.MaxInt64 is the facts' "unknown".
-func sizeText(b int64) string {
-	if b < 0 || b == math.MaxInt64 {
-		return "size unknown"
-	}
-	units := []string{"bytes", "kB", "MB", "GB", "TB", "PB"}
-	i := 0
-	for i < len(units)-1 && b >= 10*1024 {
-		b = (b + 512) / 1024
-		i++
-	}
-	return fmt.Sprintf("%d %s", b, units[i])
 }

@@ -34,10 +34,10 @@ func (s *stmt) alterCmd(rel string, objtype pg_query.ObjectType, cmd *pg_query.A
 	case pg_query.AlterTableType_AT_AlterColumnType:
 		return AccessExclusive, s.alterTypeWork(rel, cmd.Name, cmd.Def.GetColumnDef())
 	case pg_query.AlterTableType_AT_SetNotNull:
-		if s.columnNotNull(rel, cmd.Name) || (s.sess.major() >= 12 && s.hasNotNullCheck(rel, cmd.Name)) {
-			return AccessExclusive, WorkNone
+		if s.setNotNullScans(rel, cmd.Name) {
+			return AccessExclusive, WorkScan
 		}
-		return AccessExclusive, WorkScan
+		return AccessExclusive, WorkNone
 	case pg_query.AlterTableType_AT_AddConstraint:
 		mode, work := s.addConstraint(rel, cmd.Def.GetConstraint())
 		if objtype == pg_query.ObjectType_OBJECT_FOREIGN_TABLE {
@@ -183,15 +183,6 @@ func (s *stmt) addColumnWork(rel string, cd *pg_query.ColumnDef) Work {
 	return work
 }
 
-// isNullConst reports whether an expression is the NULL constant (possibly cast).
-func isNullConst(n *pg_query.Node) bool {
-	for n.GetTypeCast() != nil {
-		n = n.GetTypeCast().Arg
-	}
-	c := n.GetAConst()
-	return c != nil && c.Isnull
-}
-
 func onlyNotNull(cd *pg_query.ColumnDef) bool {
 	for _, c := range cd.Constraints {
 		switch c.GetConstraint().GetContype() {
@@ -204,62 +195,9 @@ func onlyNotNull(cd *pg_query.ColumnDef) bool {
 }
 
 func isSerialType(t *pg_query.TypeName) bool {
-	if len(t.Names) == 0 {
-		return false
-	}
-	switch t.Names[len(t.Names)-1].GetString_().GetSval() {
+	switch lastName(t.Names) {
 	case "serial", "bigserial", "smallserial", "serial2", "serial4", "serial8":
 		return true
-	}
-	return false
-}
-
-// nonVolatileFuncs are functions known not to be volatile, so a DEFAULT
-// using them is evaluated once and stored in the catalog (PostgreSQL 11+).
-// Any function not listed counts as volatile: the safe answer.
-var nonVolatileFuncs = map[string]bool{
-	"now": true, "transaction_timestamp": true, "statement_timestamp": true,
-	"current_date": true, "current_timestamp": true, "localtimestamp": true,
-	"lower": true, "upper": true, "length": true, "abs": true, "round": true,
-	"coalesce": true, "concat": true, "md5": true, "to_timestamp": true, "to_date": true,
-	"make_interval": true, "make_date": true, "date_trunc": true, "timezone": true,
-	"jsonb_build_object": true, "json_build_object": true, "jsonb_build_array": true,
-	"json_build_array": true, "array_fill": true, "current_user": true, "current_setting": true,
-}
-
-// volatileExpr reports whether a default expression may be volatile.
-func volatileExpr(n *pg_query.Node) bool {
-	if n == nil {
-		return false
-	}
-	switch {
-	case n.GetAConst() != nil, n.GetSqlvalueFunction() != nil, n.GetParamRef() != nil:
-		return false
-	case n.GetTypeCast() != nil:
-		return volatileExpr(n.GetTypeCast().Arg)
-	case n.GetAExpr() != nil:
-		return volatileExpr(n.GetAExpr().Lexpr) || volatileExpr(n.GetAExpr().Rexpr)
-	case n.GetBoolExpr() != nil:
-		return anyVolatile(n.GetBoolExpr().Args)
-	case n.GetCoalesceExpr() != nil:
-		return anyVolatile(n.GetCoalesceExpr().Args)
-	case n.GetMinMaxExpr() != nil:
-		return anyVolatile(n.GetMinMaxExpr().Args)
-	case n.GetAArrayExpr() != nil:
-		return anyVolatile(n.GetAArrayExpr().Elements)
-	case n.GetFuncCall() != nil:
-		f := n.GetFuncCall()
-		name := f.Funcname[len(f.Funcname)-1].GetString_().GetSval()
-		return !nonVolatileFuncs[name] || anyVolatile(f.Args)
-	}
-	return true
-}
-
-func anyVolatile(ns []*pg_query.Node) bool {
-	for _, n := range ns {
-		if volatileExpr(n) {
-			return true
-		}
 	}
 	return false
 }
@@ -362,7 +300,7 @@ func (s *stmt) alterTypeWork(rel, col string, cd *pg_query.ColumnDef) Work {
 // typeNameString renders a TypeName as format_type() would print it for
 // the types binaryCoercible knows ("character varying(20)", "numeric(12,2)").
 func typeNameString(t *pg_query.TypeName) string {
-	name := t.Names[len(t.Names)-1].GetString_().GetSval()
+	name := lastName(t.Names)
 	switch name {
 	case "varchar":
 		name = "character varying"
@@ -435,4 +373,21 @@ func binaryCoercible(from, to string, sess *Session) bool {
 		return true
 	}
 	return false
+}
+
+// factsColumnType is a column's current type from the catalog facts.
+func (s *stmt) factsColumnType(rel, col string) (string, bool) {
+	f, ok := s.facts.Relation(rel)
+	if !ok {
+		return "", false
+	}
+	c, ok := f.Columns[col]
+	return c.Type, ok && c.Type != ""
+}
+
+// setNotNullScans: SET NOT NULL on col would check every row (the column is
+// not already NOT NULL, and on PostgreSQL 12+ no valid CHECK (col IS NOT
+// NULL) proves it).
+func (s *stmt) setNotNullScans(rel, col string) bool {
+	return !s.columnNotNull(rel, col) && !(s.sess.major() >= 12 && s.hasNotNullCheck(rel, col))
 }

@@ -2,6 +2,7 @@ package guard
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -176,11 +177,7 @@ func (c *Config) smallTableBytes(sess *Session) int64 {
 	return t
 }
 
+// mayOverrideInline: role may use inline ddlguard:allow comments.
 func (c *Config) mayOverrideInline(role string) bool {
-	for _, r := range c.InlineOverrideRoles {
-		if r == role {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(c.InlineOverrideRoles, role)
 }

@@ -1,6 +1,9 @@
 package guard
 
-import "strings"
+import (
+	"maps"
+	"strings"
+)
 
 // Session is what the guard knows about the session at a statement. The
 // proxy keeps one per connection; the linter simulates one per file. The
@@ -43,39 +46,44 @@ type TxState struct {
 	Statements int
 }
 
+// heldOn is the lock the transaction holds on rel (written with or without
+// its schema).
+func (t *TxState) heldOn(rel string) LockMode {
+	mode := t.Held[rel]
+	for r, m := range t.Held {
+		if unqualified(r) == unqualified(rel) {
+			mode = max(mode, m)
+		}
+	}
+	return mode
+}
+
+// addedNotValid: the transaction added rel's constraint con NOT VALID (the
+// relation may be written with or without its schema).
+func (t *TxState) addedNotValid(rel, con string) bool {
+	if t.NotValid[rel+"."+con] {
+		return true
+	}
+	for k := range t.NotValid {
+		i := strings.LastIndexByte(k, '.')
+		if i >= 0 && k[i+1:] == con && unqualified(k[:i]) == unqualified(rel) {
+			return true
+		}
+	}
+	return false
+}
+
 // clone returns a deep copy, so deciding a multi-statement string can thread
 // state through its statements without touching the caller's session.
 func (s *Session) clone() Session {
 	c := *s
 	c.Tx = TxState{
-		Created:    cloneSet(s.Tx.Created),
-		Held:       cloneLocks(s.Tx.Held),
-		NotValid:   cloneSet(s.Tx.NotValid),
+		Created:    maps.Clone(s.Tx.Created),
+		Held:       maps.Clone(s.Tx.Held),
+		NotValid:   maps.Clone(s.Tx.NotValid),
 		Statements: s.Tx.Statements,
 	}
-	c.Temp = cloneSet(s.Temp)
-	return c
-}
-
-func cloneSet(m map[string]bool) map[string]bool {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string]bool, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
-}
-
-func cloneLocks(m map[string]LockMode) map[string]LockMode {
-	if m == nil {
-		return nil
-	}
-	c := make(map[string]LockMode, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
+	c.Temp = maps.Clone(s.Temp)
 	return c
 }
 
@@ -307,11 +315,4 @@ func (m FactsMap) Relation(name string) (RelationFacts, bool) {
 	}
 	f, ok := m[unqualified(name)]
 	return f, ok
-}
-
-func unqualified(name string) string {
-	if i := strings.LastIndexByte(name, '.'); i >= 0 {
-		return name[i+1:]
-	}
-	return name
 }

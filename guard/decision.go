@@ -68,11 +68,29 @@ type Finding struct {
 	// Override is the reason given in an inline ddlguard:allow comment that
 	// turned this finding into a warning ("" when none).
 	Override string
+	// StepErrors say how a failing rewrite step's error is reported: as the
+	// error the original statement would have raised.
+	StepErrors []StepError
+}
+
+// StepError maps an error of a rewrite step to the original statement's:
+// a step that fails with SQLSTATE Code is reported with SQLSTATE As, on
+// Column, with Message, a format whose two %q verbs are the column and the
+// table the server's error names. The server's schema and table fields
+// are kept.
+type StepError struct {
+	Code, As        string
+	Column, Message string
 }
 
 // Decision is the guard's answer for one statement.
 type Decision struct {
+	// Action is what the asker carries out.
 	Action Action
+	// Planned is the action the rules chose before the request's limits:
+	// a Rewrite the asker cannot run here (Request.Rewritable) is carried
+	// out as Reject, with the sequence as its hint; Planned stays Rewrite.
+	Planned Action
 	// Statement is the statement's text; Location and Length locate it in
 	// the string the guard was given (bytes).
 	Statement        string
@@ -108,6 +126,21 @@ type Decision struct {
 	InBlock bool
 }
 
+// Request is a question to the guard: the statements of one query string,
+// and what the asker knows of where they run.
+type Request struct {
+	SQL string
+	// Session is the session before SQL runs; it is not modified.
+	Session *Session
+	// Facts may be nil (nothing known).
+	Facts Facts
+	// Rewritable: the asker can run a rewrite's sequence in place of the
+	// statement here (one statement, at a point where the asker can run
+	// statements of its own first). Otherwise a Rewrite is carried out as
+	// Reject.
+	Rewritable bool
+}
+
 // Result is the guard's answer for a whole query string.
 type Result struct {
 	// Action is the strongest action of any statement: if one statement is
@@ -117,4 +150,15 @@ type Result struct {
 	// Parsed reports whether the string was parsed at all (false when the
 	// lexical pre-check found nothing that could be DDL).
 	Parsed bool
+}
+
+// Rejecting returns the index of the statement that rejects the string
+// (nothing of it runs), or -1.
+func (r *Result) Rejecting() int {
+	for i := range r.Statements {
+		if r.Statements[i].Action == Reject {
+			return i
+		}
+	}
+	return -1
 }

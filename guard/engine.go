@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"strconv"
 
-	pg_query "github.com/pganalyze/pg_query_go/v6"
 	"regexp"
 	"strings"
 	"sync/atomic"
+
+	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
 // Rule is one entry of the rule catalogue: a small type in its own file,
@@ -124,15 +125,6 @@ func (g *Guard) Domains(sql string) []string {
 	return out
 }
 
-func appendUnique(list []string, s string) []string {
-	for _, x := range list {
-		if x == s {
-			return list
-		}
-	}
-	return append(list, s)
-}
-
 // NeedsDecision reports, without parsing and without allocating, whether
 // Decide would look at sql at all: false means Decide returns plain allow.
 // Callers holding sql in a transient buffer can use it before copying.
@@ -203,9 +195,19 @@ func typeModifierKeyword(t pg_query.Token) bool {
 	return false
 }
 
-// Decide returns the decision for every statement of sql. sess is the
-// session before sql runs and is not modified; facts may be NoFacts{}.
+// Decide returns the decision for every statement of sql as the linter
+// sees them: every rewrite is planned as runnable (Ask with Rewritable).
+// sess is the session before sql runs and is not modified; facts may be
+// NoFacts{}.
 func (g *Guard) Decide(sql string, sess *Session, facts Facts) Result {
+	return g.Ask(Request{SQL: sql, Session: sess, Facts: facts, Rewritable: true})
+}
+
+// Ask answers a request: the final action of every statement of its
+// string, and of the string (the strongest: if one statement is rejected,
+// nothing of the string runs).
+func (g *Guard) Ask(r Request) Result {
+	sql, sess, facts := r.SQL, r.Session, r.Facts
 	if !MightBeGuarded(sql) && !sess.holdsAccessExclusive() {
 		return Result{Action: Allow}
 	}
@@ -217,8 +219,12 @@ func (g *Guard) Decide(sql string, sess *Session, facts Facts) Result {
 	cur := sess.clone()
 	cur.endImplicit()
 	multi := len(p.stmts) > 1
+	rewritable := r.Rewritable && !multi
 	for _, ps := range p.stmts {
 		d := g.decide(ps, &cur, facts, cur.InTransaction || multi)
+		if d.Action == Rewrite && !rewritable {
+			d.Action = Reject
+		}
 		res.Action = max(res.Action, d.Action)
 		res.Statements = append(res.Statements, d)
 		cur.Observe(&d)
@@ -239,6 +245,7 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 			d.Unchecked, d.Action, d.Kind = true, Timeout, "unparsed"
 			d.LockTimeout = g.cfg.lockTimeout(sess, nil)
 		}
+		d.Planned = d.Action
 		return d
 	}
 	s := stmt{parsedStmt: ps, sess: sess, facts: facts, inBlock: inBlock}
@@ -298,6 +305,7 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 	default:
 		d.Action = Allow
 	}
+	d.Planned = d.Action
 	return d
 }
 

@@ -16,12 +16,7 @@ func UndoStatement(step string) string {
 	}
 	n := tree.Stmts[0].Stmt
 	if ix := n.GetIndexStmt(); ix != nil && ix.Idxname != "" {
-		rel := ix.Relation
-		name := ix.Idxname
-		if rel != nil && rel.Schemaname != "" {
-			name = rel.Schemaname + "." + name
-		}
-		return "DROP INDEX CONCURRENTLY IF EXISTS " + quoteName(name)
+		return "DROP INDEX CONCURRENTLY IF EXISTS " + quoteName(nameInSchemaOf(ix.Relation, ix.Idxname))
 	}
 	if d := n.GetAlterDomainStmt(); d != nil {
 		// ALTER DOMAIN ... ADD CONSTRAINT name: dropped by name (it locks

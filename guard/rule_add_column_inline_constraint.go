@@ -2,8 +2,6 @@ package guard
 
 import (
 	"strings"
-
-	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
 // addColumnInlineConstraintRule: ADD COLUMN with an inline CHECK, UNIQUE,
@@ -26,11 +24,8 @@ func (addColumnInlineConstraintRule) Check(s *Statement) *Finding {
 		return nil
 	}
 	var whys []string
-	for _, cmd := range cmds {
-		if cmd.Subtype != pg_query.AlterTableType_AT_AddColumn {
-			continue
-		}
-		if why := newColumnAdd(a, cmd).inlineWhy(); why != "" {
+	for _, c := range addedColumns(a, cmds) {
+		if why := c.inlineWhy(); why != "" {
 			whys = append(whys, why)
 		}
 	}
@@ -38,5 +33,5 @@ func (addColumnInlineConstraintRule) Check(s *Statement) *Finding {
 		return nil
 	}
 	return s.finding(rel, "while it "+strings.Join(whys, ", and "),
-		strings.Join(planAlterTable(s, a, cmds, false), "\n"))
+		strings.Join(planColumns(s, a, cmds, false), "\n"))
 }

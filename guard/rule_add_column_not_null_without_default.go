@@ -2,8 +2,6 @@ package guard
 
 import (
 	"strings"
-
-	pg_query "github.com/pganalyze/pg_query_go/v6"
 )
 
 // addColumnNotNullRule: ADD COLUMN ... NOT NULL (or PRIMARY KEY) without a
@@ -26,11 +24,7 @@ func (addColumnNotNullRule) Check(s *Statement) *Finding {
 	}
 	var cols []string
 	constant := false // option A (a constant DEFAULT) fits some column
-	for _, cmd := range cmds {
-		if cmd.Subtype != pg_query.AlterTableType_AT_AddColumn {
-			continue
-		}
-		c := newColumnAdd(a, cmd)
+	for _, c := range addedColumns(a, cmds) {
 		if c.notNullWithoutValue() {
 			cols = append(cols, c.col)
 			constant = constant || (len(c.uniques) == 0 && c.pk == nil)
@@ -44,9 +38,9 @@ func (addColumnNotNullRule) Check(s *Statement) *Finding {
 	var hint []string
 	if constant {
 		hint = append(hint, "-- either a constant DEFAULT for the existing rows (choose the value; it is stored in the catalog, no rewrite):")
-		hint = append(hint, planAlterTable(s, a, cmds, true)...)
+		hint = append(hint, planColumns(s, a, cmds, true)...)
 		hint = append(hint, "-- or add the column without NOT NULL, fill it, and set NOT NULL without a long lock:")
 	}
-	hint = append(hint, planAlterTable(s, a, cmds, false)...)
+	hint = append(hint, planColumns(s, a, cmds, false)...)
 	return s.finding(rel, why, strings.Join(hint, "\n"))
 }

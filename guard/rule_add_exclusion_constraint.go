@@ -14,7 +14,7 @@ func (addExclusionRule) DefaultMode() Mode { return Enforce }
 func (addExclusionRule) Relaxable() bool   { return true }
 
 func (addExclusionRule) Check(s *Statement) *Finding {
-	a, cmds, rel := s.existingTableAlter()
+	a, cmds, rel := s.tableAlterOfExisting()
 	if a == nil {
 		return nil
 	}
@@ -25,7 +25,7 @@ func (addExclusionRule) Check(s *Statement) *Finding {
 		}
 		// The hint is the statement for a quiet moment, the other
 		// subcommands split off in their safe forms.
-		return s.finding(rel, "while it builds the index for the exclusion constraint", s.alterPlan(a, cmds).hint())
+		return s.finding(rel, "while it builds the index for the exclusion constraint", s.planConstraints(a, cmds).hint())
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func (addForeignKeyRule) DefaultMode() Mode { return Enforce }
 func (addForeignKeyRule) Relaxable() bool   { return true }
 
 func (addForeignKeyRule) Check(s *Statement) *Finding {
-	a, cmds, rel := s.existingTableAlter()
+	a, cmds, rel := s.tableAlterOfExisting()
 	if a == nil {
 		return nil
 	}
@@ -29,7 +29,7 @@ func (addForeignKeyRule) Check(s *Statement) *Finding {
 		if pk := rangeVarName(con.Pktable); pk != "" && pk != rel {
 			why = "and " + s.lockOn(pk).Mode.String() + " on " + pk + " " + why
 		}
-		return s.alterPlanFinding(a, cmds, rel, why)
+		return s.constraintPlanFinding(a, cmds, rel, why)
 	}
 	return nil
 }

@@ -16,7 +16,7 @@ func (addUniqueRule) DefaultMode() Mode { return Enforce }
 func (addUniqueRule) Relaxable() bool   { return true }
 
 func (addUniqueRule) Check(s *Statement) *Finding {
-	a, cmds, rel := s.existingTableAlter()
+	a, cmds, rel := s.tableAlterOfExisting()
 	if a == nil {
 		return nil
 	}
@@ -27,9 +27,9 @@ func (addUniqueRule) Check(s *Statement) *Finding {
 		}
 		switch con.Contype {
 		case pg_query.ConstrType_CONSTR_UNIQUE:
-			return s.alterPlanFinding(a, cmds, rel, "while it builds the unique index for the new constraint")
+			return s.constraintPlanFinding(a, cmds, rel, "while it builds the unique index for the new constraint")
 		case pg_query.ConstrType_CONSTR_PRIMARY:
-			return s.alterPlanFinding(a, cmds, rel, "while it builds the unique index for the new primary key")
+			return s.constraintPlanFinding(a, cmds, rel, "while it builds the unique index for the new primary key")
 		}
 	}
 	return nil

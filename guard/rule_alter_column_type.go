@@ -5,7 +5,6 @@ import (
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
-	"google.golang.org/protobuf/proto"
 )
 
 // alterColumnTypeRule: ALTER COLUMN ... TYPE rewrites the table and
@@ -47,19 +46,9 @@ func (alterColumnTypeRule) Check(s *Statement) *Finding {
 	if len(notes) > 0 {
 		hint = append(hint, "-- otherwise, without a long lock:")
 	}
-	hint = append(hint, planAlterTable(s, a, cmds, false)...)
+	hint = append(hint, planColumns(s, a, cmds, false)...)
 	return s.finding(rel, "while it rewrites the whole table and rebuilds its indexes to "+strings.Join(whys, " and "),
 		strings.Join(hint, "\n"))
-}
-
-// factsColumnType is a column's current type from the catalog facts.
-func (s *stmt) factsColumnType(rel, col string) (string, bool) {
-	f, ok := s.facts.Relation(rel)
-	if !ok {
-		return "", false
-	}
-	c, ok := f.Columns[col]
-	return c.Type, ok && c.Type != ""
 }
 
 // typeChangeNote points out a change PostgreSQL would make without a
@@ -120,59 +109,4 @@ func typeChangeNote(s *Statement, a *pg_query.AlterTableStmt, cmd *pg_query.Alte
 	}
 	return []string{"-- ddlguard could not read the current type of " + col + ": if it is " + was +
 		", PostgreSQL changes it without a rewrite (metadata only) and the steps below are not needed"}
-}
-
-// typeChangePlan is the expand/contract form of one ALTER COLUMN ... TYPE.
-func typeChangePlan(s *Statement, a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd) []string {
-	cd := cmd.Def.GetColumnDef()
-	if cd == nil || cd.TypeName == nil {
-		return []string{alterTableSQL(a, cmd) + ";"}
-	}
-	rel := quoteName(rangeVarName(a.Relation))
-	table := a.Relation.GetRelname()
-	qualified := func(name string) string {
-		if a.Relation.GetSchemaname() != "" {
-			return quoteIdent(a.Relation.GetSchemaname()) + "." + quoteIdent(name)
-		}
-		return quoteIdent(name)
-	}
-	col := quoteIdent(cmd.Name)
-	newName := makeObjectName(cmd.Name, "", "new")
-	oldName := makeObjectName(cmd.Name, "", "old")
-	newCol, oldCol := quoteIdent(newName), quoteIdent(oldName)
-	sync := makeObjectName(table, cmd.Name, "sync")
-	fn, trg := qualified(sync), quoteIdent(sync)
-
-	src, srcNew := col, "new."+col
-	if cd.GetRawDefault() != nil { // USING expression
-		src, srcNew = "("+sqlExpr(cd.RawDefault)+")", sqlExpr(newRowExpr(cd.RawDefault))
-	}
-	def := proto.Clone(cd).(*pg_query.ColumnDef)
-	def.Colname, def.RawDefault = newName, nil
-	add := &pg_query.AlterTableCmd{Subtype: pg_query.AlterTableType_AT_AddColumn,
-		Def: &pg_query.Node{Node: &pg_query.Node_ColumnDef{ColumnDef: def}}}
-	alter := "ALTER TABLE " + rel + " "
-
-	out := []string{
-		alterTableSQL(a, add) + ";",
-		fmt.Sprintf("CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS %s;", fn,
-			dollarQuote(fmt.Sprintf("BEGIN new.%s := %s; RETURN new; END", newCol, srcNew))),
-		fmt.Sprintf("CREATE TRIGGER %s BEFORE INSERT OR UPDATE ON %s FOR EACH ROW EXECUTE FUNCTION %s();", trg, rel, fn),
-	}
-	out = append(out, backfill(rel, newCol+" = "+src, newCol+" IS NULL AND "+src+" IS NOT NULL", "")...)
-	if f, ok := s.facts.Relation(rangeVarName(a.Relation)); ok && f.Columns[cmd.Name].NotNull {
-		out = append(out, notNullSteps(rel, newCol, constraintName(table, []string{newName}, "check"))...)
-	}
-	out = append(out,
-		fmt.Sprintf("-- give %s what %s has besides its type (DEFAULT, constraints, indexes built CONCURRENTLY, dependent views), then swap the names in one short transaction:", newCol, col),
-		"BEGIN;",
-		fmt.Sprintf("DROP TRIGGER %s ON %s;", trg, rel),
-		fmt.Sprintf("DROP FUNCTION %s();", fn),
-		fmt.Sprintf("%sRENAME COLUMN %s TO %s;", alter, col, oldCol),
-		fmt.Sprintf("%sRENAME COLUMN %s TO %s;", alter, newCol, col),
-		"COMMIT;",
-		"-- once nothing uses the old column any more:",
-		fmt.Sprintf("%sDROP COLUMN %s;", alter, oldCol),
-	)
-	return out
 }

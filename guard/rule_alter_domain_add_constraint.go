@@ -1,6 +1,8 @@
 package guard
 
 import (
+	"fmt"
+	"math"
 	"strings"
 
 	pg_query "github.com/pganalyze/pg_query_go/v6"
@@ -59,12 +61,8 @@ func (alterDomainCheckRule) Check(s *Statement) *Finding {
 		msg := s.kind + " on " + domain + " would hold SHARE lock (" + Share.Blocks() + ") " + tables +
 			" while it scans all their rows for NULL values; a domain NOT NULL cannot be added NOT VALID"
 		name := makeObjectName(unqualified(domain), "", "not_null_check")
-		check := &pg_query.Constraint{Contype: pg_query.ConstrType_CONSTR_CHECK, Conname: name, SkipValidation: true,
-			RawExpr: &pg_query.Node{Node: &pg_query.Node_NullTest{NullTest: &pg_query.NullTest{
-				Arg:          pg_query.MakeColumnRefNode([]*pg_query.Node{pg_query.MakeStrNode("value")}, -1),
-				Nulltesttype: pg_query.NullTestType_IS_NOT_NULL, Location: -1}}}}
 		add := &pg_query.AlterDomainStmt{Subtype: "C", TypeName: d.TypeName, Behavior: d.Behavior,
-			Def: &pg_query.Node{Node: &pg_query.Node_Constraint{Constraint: check}}}
+			Def: nodeOf(notNullCheck(name, "value"))}
 		hint := "-- a CHECK (VALUE IS NOT NULL) can be added NOT VALID: it checks new values at once, without a scan:\n" +
 			render(add) + ";\n" +
 			"-- in a separate transaction, with a short lock_timeout, retried; " + validateNote + ":\n" +
@@ -89,6 +87,10 @@ func (alterDomainCheckRule) Check(s *Statement) *Finding {
 		RewriteOutsideTxOnly: true}
 }
 
+// maxNamedTables is how many of the tables with a column of the domain a
+// message names.
+const maxNamedTables = 10
+
 // scannedNames lists the relations the statement scans, or (none scanned)
 // every relation it locks.
 func (s *stmt) scannedNames() string {
@@ -102,9 +104,51 @@ func (s *stmt) scannedNames() string {
 	if len(scanned) == 0 {
 		scanned = all
 	}
-	const maxNamed = 10
-	if len(scanned) > maxNamed {
-		return strings.Join(scanned[:maxNamed], ", ") + " and the others"
+	if len(scanned) > maxNamedTables {
+		return strings.Join(scanned[:maxNamedTables], ", ") + " and the others"
 	}
 	return strings.Join(scanned, ", ")
+}
+
+// domainTables describes the relations an ALTER DOMAIN scans, with their
+// size when known: "orders (20 MB), refunds (size unknown)". At most
+// maxNamedTables are named.
+func (s *stmt) domainTables() string {
+	out, n := "", 0
+	for _, l := range s.locks {
+		if l.Work != WorkScan {
+			continue
+		}
+		n++
+		if n > maxNamedTables {
+			continue
+		}
+		if out != "" {
+			out += ", "
+		}
+		size := "size unknown"
+		if f, ok := s.facts.Relation(l.Relation); ok {
+			size = sizeText(f.SizeBytes)
+		}
+		out += l.Relation + " (" + size + ")"
+	}
+	if n > maxNamedTables {
+		out += fmt.Sprintf(" and %d more", n-maxNamedTables)
+	}
+	return out
+}
+
+// sizeText renders a size as pg_size_pretty does ("512 kB", "20 MB");
+// math.MaxInt64 is the facts' "unknown".
+func sizeText(b int64) string {
+	if b < 0 || b == math.MaxInt64 {
+		return "size unknown"
+	}
+	units := []string{"bytes", "kB", "MB", "GB", "TB", "PB"}
+	i := 0
+	for i < len(units)-1 && b >= 10*1024 {
+		b = (b + 512) / 1024
+		i++
+	}
+	return fmt.Sprintf("%d %s", b, units[i])
 }

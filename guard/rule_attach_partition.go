@@ -37,10 +37,7 @@ func (attachPartitionRule) Check(s *Statement) *Finding {
 		return nil
 	}
 	q, parent := quoteName(part), rangeVarName(a.Relation)
-	attach := deparse(s.node)
-	if attach == "" {
-		attach = strings.TrimSuffix(strings.TrimSpace(s.text), ";")
-	}
+	attach := s.deparsedSQL()
 	var hint []string
 	if check := attachBoundCheck(pc.Bound); check != "" {
 		con := quoteIdent(makeObjectName(pc.Name.Relname, "", "partition_check"))
@@ -97,7 +94,7 @@ func attachBoundCheck(b *pg_query.PartitionBoundSpec) string {
 				withNull = true
 				continue
 			}
-			v := attachExprSQL(d)
+			v := sqlExpr(d)
 			if v == "" {
 				return ""
 			}
@@ -127,16 +124,5 @@ func attachRangeDatum(n *pg_query.Node) string {
 			return ""
 		}
 	}
-	return attachExprSQL(n)
-}
-
-// attachExprSQL renders a bound expression (a constant, usually) as SQL.
-func attachExprSQL(n *pg_query.Node) string {
-	sel := &pg_query.SelectStmt{TargetList: []*pg_query.Node{{Node: &pg_query.Node_ResTarget{
-		ResTarget: &pg_query.ResTarget{Val: n, Location: -1}}}}}
-	out := deparse(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}})
-	if !strings.HasPrefix(out, "SELECT ") {
-		return ""
-	}
-	return strings.TrimPrefix(out, "SELECT ")
+	return sqlExpr(n)
 }

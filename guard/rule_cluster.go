@@ -26,8 +26,7 @@ func (clusterRule) Check(s *Statement) *Finding {
 		return nil
 	}
 	why := workWhy(WorkRewrite) + " in the order of its clustered index"
-	hint := []string{"-- online with pg_repack (needs the pg_repack extension in the database and a primary key or a unique index on NOT NULL columns on " +
-		quoteName(rel) + "); it orders the table by its clustered index:"}
+	hint := []string{repackNeeds(quoteName(rel), "; it orders the table by its clustered index")}
 	if c.Indexname != "" {
 		why = workWhy(WorkRewrite) + " in the order of index " + quoteIdent(c.Indexname)
 		hint = append(hint, "ALTER TABLE "+quoteName(rel)+" CLUSTER ON "+quoteIdent(c.Indexname)+";")

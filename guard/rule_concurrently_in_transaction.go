@@ -2,7 +2,6 @@ package guard
 
 import (
 	"fmt"
-	"strings"
 )
 
 // concurrentlyInTxRule: CREATE INDEX / DROP INDEX / REINDEX CONCURRENTLY and
@@ -33,7 +32,7 @@ func (concurrentlyInTxRule) Check(s *Statement) *Finding {
 	}
 	why := fmt.Sprintf("if it could run, but a CONCURRENTLY form cannot run inside a transaction block: "+
 		"PostgreSQL fails it (%q) and rolls back the whole transaction", cmd+" cannot run inside a transaction block")
-	sql := strings.TrimSuffix(strings.TrimSpace(s.text), ";") + ";"
+	sql := s.writtenSQL() + ";"
 	hint := "-- send it as a query of its own, not in one string with other statements:\n" + sql
 	if s.sess.InTransaction {
 		hint = "-- end the open transaction first (COMMIT), then send it as a query of its own:\n" + sql

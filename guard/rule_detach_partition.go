@@ -42,13 +42,9 @@ func (detachPartitionRule) Check(s *Statement) *Finding {
 	if safe == "" {
 		return nil
 	}
-	hint := safe
-	if s.inBlock {
-		hint = "-- outside a transaction block, as a query of its own (CONCURRENTLY cannot run inside one):\n" + safe + ";"
-	}
 	why := "and on the partition " + rangeVarName(pc.Name) + ": every query on the partitioned table " +
 		"queues behind it while it waits for the transactions using it"
-	f := s.finding(parent, why, hint)
+	f := s.finding(parent, why, s.concurrentlyHint(safe))
 	f.Rewrite = []string{safe}
 	f.RewriteOutsideTxOnly = true
 	return f

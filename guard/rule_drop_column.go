@@ -55,11 +55,11 @@ func (dropColumnRule) Check(s *Statement) *Finding {
 		why += "; CASCADE also drops the views, indexes and constraints that depend on " + it
 	}
 	if sql == "" {
-		sql = strings.TrimSuffix(strings.TrimSpace(s.text), ";")
+		sql = s.writtenSQL()
 	}
 	hint := "-- first deploy code that no longer reads or writes " + strings.Join(qualified, ", ") +
 		" (ORMs: mark " + it + " ignored), then confirm:\n" +
-		`/* ddlguard:allow drop-column reason="no deployed code uses ` + strings.Join(qualified, ", ") + `" */ ` + sql + ";"
+		allowComment("drop-column", "no deployed code uses "+strings.Join(qualified, ", ")) + sql + ";"
 	return s.finding(rel, why, hint)
 }
 

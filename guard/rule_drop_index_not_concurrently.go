@@ -67,14 +67,10 @@ func (dropIndexRule) Check(s *Statement) *Finding {
 			hint[0] = strings.Replace(hint[0], "as a query of its own", "each as a query of its own", 1)
 		}
 		hint = append(hint, lines...)
-	case rewrite != "" && !s.inBlock:
-		hint = append(hint, rewrite)
 	case rewrite != "":
-		hint = append(hint, "-- outside a transaction block, as a query of its own (CONCURRENTLY cannot run inside one):",
-			rewrite+";")
+		hint = append(hint, s.concurrentlyHint(rewrite))
 	case len(lines) == 1:
-		hint = append(hint, "-- outside a transaction block, as a query of its own (CONCURRENTLY cannot run inside one):",
-			lines[0])
+		hint = append(hint, outsideBlockNote, lines[0])
 	default:
 		hint = append(hint, "-- each as a query of its own, outside a transaction block (CONCURRENTLY cannot run inside one):")
 		hint = append(hint, lines...)

@@ -42,16 +42,12 @@ func (dropTableRule) Check(s *Statement) *Finding {
 	if d.Behavior == pg_query.DropBehavior_DROP_CASCADE {
 		why += "; CASCADE also drops the views and foreign keys that depend on " + it
 	}
-	sql := deparse(s.node)
-	if sql == "" {
-		sql = strings.TrimSuffix(strings.TrimSpace(s.text), ";")
-	}
 	dumps := make([]string, len(tables))
 	for i, t := range tables {
 		dumps[i] = "--table=" + quoteName(t)
 	}
 	hint := "-- make sure no deployed code uses " + list + " and keep a backup (pg_dump --format=custom " +
 		strings.Join(dumps, " ") + "), then confirm:\n" +
-		`/* ddlguard:allow drop-table reason="no deployed code uses ` + list + `; backup kept" */ ` + sql + ";"
+		allowComment("drop-table", "no deployed code uses "+list+"; backup kept") + s.deparsedSQL() + ";"
 	return s.finding(tables[0], why, hint)
 }

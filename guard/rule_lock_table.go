@@ -48,7 +48,7 @@ func (lockTableRule) Check(s *Statement) *Finding {
 	} else {
 		hint = append(hint, "-- if writers must wait, keep the transaction short and confirm:")
 	}
-	hint = append(hint, `/* ddlguard:allow lock-table reason="writers must wait" */ `+lockTableSQL(l, confirm)+";")
+	hint = append(hint, allowComment("lock-table", "writers must wait")+lockTableSQL(l, confirm)+";")
 	why := "until the transaction ends, and every conflicting query queues behind it, already while it waits for the lock"
 	return s.finding(rel, why, strings.Join(hint, "\n"))
 }

@@ -2,7 +2,6 @@ package guard
 
 import (
 	"fmt"
-	"strings"
 )
 
 // missingLockTimeoutRule (lint only): a migration statement that takes SHARE
@@ -30,9 +29,8 @@ func (missingLockTimeoutRule) Check(s *Statement) *Finding {
 		}
 		why := "with no lock_timeout set in this session: while it waits for the lock, for as long as " +
 			"the longest open transaction on " + l.Relation + " runs, every later query on it queues behind it"
-		sql := strings.TrimSuffix(strings.TrimSpace(s.text), ";")
 		hint := fmt.Sprintf("SET lock_timeout = '%dms';  -- once, at the top of the migration; retry the migration if it times out\n%s;",
-			DefaultLockTimeout.Milliseconds(), sql)
+			DefaultLockTimeout.Milliseconds(), s.writtenSQL())
 		return s.finding(l.Relation, why, hint)
 	}
 	return nil

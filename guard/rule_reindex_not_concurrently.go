@@ -23,7 +23,7 @@ func (reindexRule) Relaxable() bool   { return true }
 
 func (reindexRule) Check(s *Statement) *Finding {
 	r := s.node.GetReindexStmt()
-	if r == nil || reindexIsConcurrent(r) {
+	if r == nil || s.concurrently {
 		return nil
 	}
 	switch r.Kind {
@@ -42,11 +42,7 @@ func (reindexRule) Check(s *Statement) *Finding {
 			why = "while it rebuilds every index of " + rel + "; each index is locked ACCESS EXCLUSIVE while it is " +
 				"rebuilt, and planning a query locks all the table's indexes, so reads wait too"
 		}
-		hint := safe
-		if s.inBlock {
-			hint = "-- outside a transaction block, as a query of its own (CONCURRENTLY cannot run inside one):\n" + safe + ";"
-		}
-		f := s.finding(rel, why, hint)
+		f := s.finding(rel, why, s.concurrentlyHint(safe))
 		f.Rewrite = []string{safe}
 		f.RewriteOutsideTxOnly = true
 		return f
@@ -67,23 +63,11 @@ func (reindexRule) Check(s *Statement) *Finding {
 		hint = append([]string{"-- outside a transaction block, as a query of its own, at a quiet time:"}, hint...)
 		return reindexAllFinding(s, "REINDEX "+what, strings.Join(hint, "\n"))
 	case pg_query.ReindexObjectType_REINDEX_OBJECT_SYSTEM:
-		sql := deparse(s.node)
 		hint := "-- system catalogs cannot be reindexed CONCURRENTLY: run it in a maintenance window and confirm:\n" +
-			`/* ddlguard:allow reindex-not-concurrently reason="maintenance window" */ ` + sql + ";"
+			allowComment("reindex-not-concurrently", "maintenance window") + deparse(s.node) + ";"
 		return reindexAllFinding(s, strings.TrimSpace("REINDEX SYSTEM "+r.Name), hint)
 	}
 	return nil
-}
-
-// reindexIsConcurrent reports whether the statement has CONCURRENTLY (and
-// not CONCURRENTLY false).
-func reindexIsConcurrent(r *pg_query.ReindexStmt) bool {
-	for _, p := range r.Params {
-		if d := p.GetDefElem(); d != nil && d.Defname == "concurrently" && defElemTrue(d) {
-			return true
-		}
-	}
-	return false
 }
 
 // reindexConcurrentlySQL renders the statement with CONCURRENTLY and its

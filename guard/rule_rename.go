@@ -44,10 +44,7 @@ func (renameRule) Check(s *Statement) *Finding {
 // renameRelationFinding: keep the old name working as a view on the new one
 // until every client uses the new name.
 func renameRelationFinding(s *Statement, r *pg_query.RenameStmt, rel string) *Finding {
-	newName := r.Newname
-	if r.Relation.Schemaname != "" {
-		newName = r.Relation.Schemaname + "." + newName
-	}
+	newName := nameInSchemaOf(r.Relation, r.Newname)
 	old, renamed := quoteName(rel), quoteName(newName)
 	word := objectWord(r.RenameType)
 	hint := strings.Join([]string{
@@ -78,17 +75,14 @@ func renameColumnFinding(s *Statement, r *pg_query.RenameStmt, rel string) *Find
 		return s.finding(rel, why, hint)
 	}
 	typ := "<type of " + r.Subname + ">"
-	if f, ok := s.facts.Relation(rel); ok {
-		if c, ok := f.Columns[r.Subname]; ok && c.Type != "" {
-			typ = c.Type
-		}
+	if t, ok := s.factsColumnType(rel, r.Subname); ok {
+		typ = t
 	}
 	hint := strings.Join([]string{
 		"ALTER TABLE " + table + " ADD COLUMN " + newCol + " " + typ + ";",
 		"-- keep " + r.Newname + " in step with " + r.Subname + " (a trigger, or the application writing both), then backfill",
 		"-- in batches, one short transaction each, until it updates 0 rows:",
-		"UPDATE " + table + " SET " + newCol + " = " + oldCol + " WHERE ctid = ANY (ARRAY(SELECT ctid FROM " + table +
-			" WHERE " + newCol + " IS DISTINCT FROM " + oldCol + " LIMIT 10000));",
+		batchedUpdate(table, newCol+" = "+oldCol, newCol+" IS DISTINCT FROM "+oldCol) + ";",
 		"-- deploy code that reads and writes only " + r.Newname + ", then:",
 		"ALTER TABLE " + table + " DROP COLUMN " + oldCol + ";",
 	}, "\n")

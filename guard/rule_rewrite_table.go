@@ -48,8 +48,7 @@ func (rewriteTableRule) Check(s *Statement) *Finding {
 				hint = append(hint, maintenanceWindow(a, cmd, "pg_repack does not move materialized views")...)
 			default:
 				whys = append(whys, "copies the whole table into tablespace "+ts)
-				hint = append(hint, "-- online with pg_repack (needs the pg_repack extension in the database and a primary key or a unique index on NOT NULL columns on "+
-					qrel+"); like SET TABLESPACE it leaves the indexes where they are:",
+				hint = append(hint, repackNeeds(qrel, "; like SET TABLESPACE it leaves the indexes where they are"),
 					repackCommand(s, "--no-order", "--table="+shellWord(qrel), "--tablespace="+shellWord(cmd.Name)))
 			}
 		case pg_query.AlterTableType_AT_SetLogged:
@@ -77,6 +76,6 @@ func (rewriteTableRule) Check(s *Statement) *Finding {
 func maintenanceWindow(a *pg_query.AlterTableStmt, cmd *pg_query.AlterTableCmd, why string) []string {
 	return []string{
 		"-- " + why + "; run it in a maintenance window:",
-		"/* ddlguard:allow rewrite-table reason=\"maintenance window\" */ " + alterTableSQL(a, cmd) + ";",
+		allowComment("rewrite-table", "maintenance window") + alterTableSQL(a, cmd) + ";",
 	}
 }

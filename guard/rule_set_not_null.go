@@ -16,7 +16,7 @@ func (setNotNullRule) DefaultMode() Mode { return Enforce }
 func (setNotNullRule) Relaxable() bool   { return true }
 
 func (setNotNullRule) Check(s *Statement) *Finding {
-	a, cmds, rel := s.existingTableAlter()
+	a, cmds, rel := s.tableAlterOfExisting()
 	if a == nil {
 		return nil
 	}
@@ -24,7 +24,7 @@ func (setNotNullRule) Check(s *Statement) *Finding {
 		if cmd.Subtype != pg_query.AlterTableType_AT_SetNotNull || !s.setNotNullScans(rel, cmd.Name) {
 			continue
 		}
-		return s.alterPlanFinding(a, cmds, rel, "while it scans every row to check that "+cmd.Name+" holds no NULL")
+		return s.constraintPlanFinding(a, cmds, rel, "while it scans every row to check that "+cmd.Name+" holds no NULL")
 	}
 	return nil
 }

@@ -43,16 +43,9 @@ func (severalTablesRule) Check(s *Statement) *Finding {
 		}
 		why := "while this transaction already holds " + strings.Join(holds, ", ") + " until COMMIT: each table " +
 			"stays blocked for the whole transaction, and two sessions taking these locks in a different order deadlock"
-		sql := strings.TrimSuffix(strings.TrimSpace(s.text), ";")
 		hint := "-- one table per transaction: COMMIT the work on " + strings.Join(others, ", ") +
-			" first, then run this in a transaction (or migration) of its own:\n" + sql + ";"
+			" first, then run this in a transaction (or migration) of its own:\n" + s.writtenSQL() + ";"
 		return s.finding(l.Relation, why, hint)
 	}
 	return nil
-}
-
-// sameRelationName compares names as written, a qualified name matching
-// its unqualified form ("app.t" and "t").
-func sameRelationName(a, b string) bool {
-	return a == b || unqualified(a) == unqualified(b) && (a == unqualified(a) || b == unqualified(b))
 }

@@ -49,15 +49,14 @@ func (statementAfterAccessExclusiveRule) Check(s *Statement) *Finding {
 	}
 	heldAs := func(rel string) string {
 		for _, h := range held {
-			if h == rel || unqualified(h) == unqualified(rel) && (h == unqualified(h) || rel == unqualified(rel)) {
+			if sameRelationName(h, rel) {
 				return h
 			}
 		}
 		return ""
 	}
-	sql := strings.TrimSuffix(strings.TrimSpace(s.text), ";")
 	commitFirst := "-- COMMIT right after the DDL on " + strings.Join(held, ", ") +
-		", then run this in a transaction of its own:\n" + sql + ";"
+		", then run this in a transaction of its own:\n" + s.writtenSQL() + ";"
 
 	// Locks the statement takes: on another existing relation (it may wait
 	// for it, and works on it, while the held tables stay blocked), or slow
@@ -89,7 +88,7 @@ func (statementAfterAccessExclusiveRule) Check(s *Statement) *Finding {
 	for _, rel := range afterAERelations(n) {
 		if h := heldAs(rel); h != "" && !s.isSmall(h) {
 			hint := commitFirst
-			if batched := afterAEBatched(n); batched != "" {
+			if batched := batchedStatement(n); batched != "" {
 				hint = "-- COMMIT right after the DDL on " + strings.Join(held, ", ") +
 					"; then, in batches, one short transaction each, until it affects 0 rows:\n" + batched + ";"
 			}
@@ -107,13 +106,7 @@ func afterAEValidatesOwnNotValid(s *Statement) bool {
 	if cmd == nil || cmd.Subtype != pg_query.AlterTableType_AT_ValidateConstraint {
 		return false
 	}
-	rel := unqualified(rangeVarName(a.Relation))
-	for c := range s.sess.Tx.NotValid {
-		if i := strings.LastIndexByte(c, '.'); i > 0 && c[i+1:] == cmd.Name && unqualified(c[:i]) == rel {
-			return true
-		}
-	}
-	return false
+	return s.sess.Tx.addedNotValid(rangeVarName(a.Relation), cmd.Name)
 }
 
 // heldFinding is the finding for work done under the ACCESS EXCLUSIVE lock
@@ -140,11 +133,7 @@ func afterAEDataStatement(n *pg_query.Node) bool {
 		return true
 	case n.GetExplainStmt() != nil:
 		// Only EXPLAIN ANALYZE runs the query.
-		for _, o := range n.GetExplainStmt().Options {
-			if d := o.GetDefElem(); d != nil && d.Defname == "analyze" && defElemTrue(d) {
-				return true
-			}
-		}
+		return optionOn(n.GetExplainStmt().Options, "analyze")
 	}
 	return false
 }
@@ -171,107 +160,4 @@ func afterAERelations(n *pg_query.Node) []string {
 		return !ok
 	})
 	return out
-}
-
-// afterAEBatched renders an UPDATE or DELETE of one table as one batch of
-// 10000 rows, repeatable until it affects no row; "" when the statement
-// cannot be batched that way (joins, self-referencing or volatile SET
-// expressions, RETURNING, WITH).
-func afterAEBatched(n *pg_query.Node) string {
-	const batch = " LIMIT 10000))"
-	switch {
-	case n.GetUpdateStmt() != nil:
-		u := n.GetUpdateStmt()
-		if len(u.FromClause) > 0 || len(u.ReturningList) > 0 || u.WithClause != nil || len(u.TargetList) == 0 {
-			return ""
-		}
-		from := afterAERangeVarSQL(u.Relation)
-		var sets, pending []string
-		for _, t := range u.TargetList {
-			rt := t.GetResTarget()
-			if rt == nil || len(rt.Indirection) > 0 || rt.Val.GetMultiAssignRef() != nil || rt.Val.GetSetToDefault() != nil ||
-				!afterAERepeatable(rt.Val) {
-				return ""
-			}
-			for _, c := range exprColumns(rt.Val) {
-				if c == rt.Name {
-					return "" // SET c = c + 1 would never finish
-				}
-			}
-			val := afterAEExprSQL(rt.Val)
-			if val == "" {
-				return ""
-			}
-			sets = append(sets, quoteIdent(rt.Name)+" = "+val)
-			pending = append(pending, quoteIdent(rt.Name)+" IS DISTINCT FROM "+val)
-		}
-		cond := strings.Join(pending, " OR ")
-		if len(pending) > 1 {
-			cond = "(" + cond + ")"
-		}
-		if u.WhereClause != nil {
-			w := afterAEExprSQL(u.WhereClause)
-			if w == "" {
-				return ""
-			}
-			cond = "(" + w + ") AND " + cond
-		}
-		return "UPDATE " + from + " SET " + strings.Join(sets, ", ") + " WHERE ctid = ANY (ARRAY(SELECT ctid FROM " +
-			from + " WHERE " + cond + batch
-	case n.GetDeleteStmt() != nil:
-		d := n.GetDeleteStmt()
-		if len(d.UsingClause) > 0 || len(d.ReturningList) > 0 || d.WithClause != nil {
-			return ""
-		}
-		from := afterAERangeVarSQL(d.Relation)
-		where := ""
-		if d.WhereClause != nil {
-			w := afterAEExprSQL(d.WhereClause)
-			if w == "" {
-				return ""
-			}
-			where = " WHERE " + w
-		}
-		return "DELETE FROM " + from + " WHERE ctid = ANY (ARRAY(SELECT ctid FROM " + from + where + batch
-	}
-	return ""
-}
-
-// afterAERangeVarSQL renders "table [AS alias]".
-func afterAERangeVarSQL(rv *pg_query.RangeVar) string {
-	out := quoteName(rangeVarName(rv))
-	if rv.Alias != nil && rv.Alias.Aliasname != "" {
-		out += " AS " + quoteIdent(rv.Alias.Aliasname)
-	}
-	return out
-}
-
-// afterAEExprSQL renders an expression as SQL.
-func afterAEExprSQL(n *pg_query.Node) string {
-	sel := &pg_query.SelectStmt{TargetList: []*pg_query.Node{{Node: &pg_query.Node_ResTarget{
-		ResTarget: &pg_query.ResTarget{Val: n, Location: -1}}}}}
-	out := deparse(&pg_query.Node{Node: &pg_query.Node_SelectStmt{SelectStmt: sel}})
-	if !strings.HasPrefix(out, "SELECT ") {
-		return ""
-	}
-	return strings.TrimPrefix(out, "SELECT ")
-}
-
-// afterAERepeatable: evaluating the expression again gives the same value
-// for the same row: no subquery, and only functions known not to be
-// volatile (nonVolatileFuncs; column references are fine).
-func afterAERepeatable(n *pg_query.Node) bool {
-	ok := true
-	walkTree(n.ProtoReflect(), func(m protoreflect.Message) bool {
-		switch v := m.Interface().(type) {
-		case *pg_query.SubLink:
-			ok = false
-		case *pg_query.FuncCall:
-			if len(v.Funcname) == 0 || !nonVolatileFuncs[v.Funcname[len(v.Funcname)-1].GetString_().GetSval()] {
-				ok = false
-			}
-		}
-		return ok
-	})
-	return ok
 }

@@ -50,13 +50,9 @@ func (truncateRule) Check(s *Statement) *Finding {
 	}
 	for _, name := range tables {
 		q := quoteName(name)
-		hint = append(hint, "DELETE FROM "+q+" WHERE ctid = ANY (ARRAY(SELECT ctid FROM "+q+" LIMIT 10000));")
-	}
-	sql := deparse(s.node)
-	if sql == "" {
-		sql = strings.TrimSuffix(strings.TrimSpace(s.text), ";")
+		hint = append(hint, batchedDelete(q, "")+";")
 	}
 	hint = append(hint, "-- or, if "+they+" really must be emptied at once, confirm:",
-		`/* ddlguard:allow truncate reason="`+list+" "+is+` not in use" */ `+sql+";")
+		allowComment("truncate", list+" "+is+" not in use")+s.deparsedSQL()+";")
 	return s.finding(tables[0], why, strings.Join(hint, "\n"))
 }

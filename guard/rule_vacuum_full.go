@@ -1,7 +1,6 @@
 package guard
 
 import (
-	"regexp"
 	"strings"
 )
 
@@ -23,8 +22,7 @@ func (vacuumFullRule) Check(s *Statement) *Finding {
 	}
 	if len(v.Rels) == 0 {
 		// Every table of the database, one after another. The analysis
-		// records that as one lock on the pseudo-relation "*" (see
-		// wholeDatabase); without it the rule is never asked.
+		// records that as one lock on the pseudo-relation allRelations.
 		if len(s.locks) == 0 {
 			return nil
 		}
@@ -34,8 +32,8 @@ func (vacuumFullRule) Check(s *Statement) *Finding {
 			"-- or, if the goal is only to make the space of dead rows reusable (not to give it back to the operating system):",
 			"VACUUM (ANALYZE);",
 		}, "\n"))
-		if s.locks[0].Relation == wholeDatabase {
-			f.Message = strings.Replace(f.Message, " on "+wholeDatabase+" ", " on every table of the database ", 1)
+		if s.locks[0].Relation == allRelations {
+			f.Message = strings.Replace(f.Message, " on "+allRelations+" ", " on every table of the database ", 1)
 		}
 		return f
 	}
@@ -60,8 +58,7 @@ func (vacuumFullRule) Check(s *Statement) *Finding {
 		for _, t := range large {
 			args = append(args, "--table="+shellWord(quoteName(t)))
 		}
-		hint = append(hint, "-- online with pg_repack (needs the pg_repack extension in the database and a primary key or a unique index on NOT NULL columns on "+
-			quotedList(large)+"):", repackCommand(s, args...))
+		hint = append(hint, repackNeeds(quotedList(large), ""), repackCommand(s, args...))
 	}
 	for _, mv := range views {
 		hint = append(hint, "-- a materialized view is rebuilt compactly, reads going on, by a concurrent refresh (it needs a unique index):",
@@ -87,27 +84,4 @@ func quotedList(rels []string) string {
 		q[i] = quoteName(r)
 	}
 	return strings.Join(q, ", ")
-}
-
-// wholeDatabase is the relation name proposed for the analysis to record
-// for a VACUUM FULL (or CLUSTER) without a table list.
-const wholeDatabase = "*"
-
-// repackCommand is a pg_repack command line for the session's database.
-func repackCommand(s *Statement, args ...string) string {
-	db := "<database>"
-	if s.sess.Database != "" {
-		db = shellWord(s.sess.Database)
-	}
-	return "pg_repack " + strings.Join(args, " ") + " --dbname=" + db
-}
-
-var shellSafe = regexp.MustCompile(`^[A-Za-z0-9_.,:/=+-]+$`)
-
-// shellWord quotes w for a POSIX shell when it needs it.
-func shellWord(w string) string {
-	if shellSafe.MatchString(w) {
-		return w
-	}
-	return "'" + strings.ReplaceAll(w, "'", `'\''`) + "'"
 }

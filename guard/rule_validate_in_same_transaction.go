@@ -20,7 +20,7 @@ func (validateSameTxRule) DefaultMode() Mode { return Enforce }
 func (validateSameTxRule) Relaxable() bool   { return true }
 
 func (validateSameTxRule) Check(s *Statement) *Finding {
-	a, cmds, rel := s.existingTableAlter()
+	a, cmds, rel := s.tableAlterOfExisting()
 	if a == nil {
 		return nil
 	}
@@ -35,13 +35,13 @@ func (validateSameTxRule) Check(s *Statement) *Finding {
 		}
 		if addedHere[cmd.Name] {
 			// One statement: it holds the ADD's lock while it validates.
-			return s.alterPlanFinding(a, cmds, rel, "while it scans every row to validate "+cmd.Name+
+			return s.constraintPlanFinding(a, cmds, rel, "while it scans every row to validate "+cmd.Name+
 				", which the same statement adds NOT VALID")
 		}
-		if !s.addedNotValidInTx(rel, cmd.Name) {
+		if !s.sess.Tx.addedNotValid(rel, cmd.Name) {
 			continue
 		}
-		mode := max(s.heldOn(rel), ShareRowExclusive, s.lockOn(rel).Mode)
+		mode := max(s.sess.Tx.heldOn(rel), ShareRowExclusive, s.lockOn(rel).Mode)
 		msg := fmt.Sprintf("%s on %s would hold %s lock (%s) while it scans every row to validate %s: "+
 			"this transaction added %s NOT VALID and holds that ADD's lock until COMMIT",
 			s.kind, rel, mode, mode.Blocks(), cmd.Name, cmd.Name)
@@ -50,39 +50,4 @@ func (validateSameTxRule) Check(s *Statement) *Finding {
 		return &Finding{Message: msg, Detail: locksDetail(s.locks), Hint: hint}
 	}
 	return nil
-}
-
-// addedNotValidInTx: the transaction added rel's constraint con NOT VALID
-// (the relation may be written with or without its schema).
-func (s *stmt) addedNotValidInTx(rel, con string) bool {
-	if s.sess.Tx.NotValid[rel+"."+con] {
-		return true
-	}
-	for k := range s.sess.Tx.NotValid {
-		if r, c, ok := cutLast(k, "."); ok && c == con && unqualified(r) == unqualified(rel) {
-			return true
-		}
-	}
-	return false
-}
-
-func cutLast(s, sep string) (before, after string, ok bool) {
-	for i := len(s) - len(sep); i >= 0; i-- {
-		if s[i:i+len(sep)] == sep {
-			return s[:i], s[i+len(sep):], true
-		}
-	}
-	return s, "", false
-}
-
-// heldOn is the lock the transaction holds on rel (written with or without
-// its schema).
-func (s *stmt) heldOn(rel string) LockMode {
-	mode := s.sess.Tx.Held[rel]
-	for r, m := range s.sess.Tx.Held {
-		if unqualified(r) == unqualified(rel) {
-			mode = max(mode, m)
-		}
-	}
-	return mode
 }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -13,7 +12,9 @@ import (
 // preflight is what ddlguard reads before a guarded statement.
 type preflight struct {
 	lockTimeout, idleTimeout string // current settings, as SHOW prints them
-	blockers                 []blocker
+	// settingsKnown: the settings were read on the client's connection.
+	settingsKnown bool
+	blockers      []blocker
 }
 
 // transientHold is how long a lock holder's transaction may have been open
@@ -140,73 +141,40 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
       AND px.transaction::text = split_part(l.virtualtransaction, '/', 2))`, nil
 }
 
-// runPreflight asks the server; the caller has waited for a sync point.
-func (c *clientConn) runPreflight(p *timeoutPlan) (*preflight, error) {
-	targets := p.targets
-	if c.srv.cfg.Exec.NoBlockerCheck {
-		targets = nil
-	}
-	q, err := preflightQuery(targets, c.sess.backendPID)
-	if err != nil {
-		return nil, err
-	}
-	frames, err := c.internalQuery(q, factsWait)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := dataRows(frames, 3)
-	if err != nil || len(rows) != 1 {
-		return nil, fmt.Errorf("preflight: %v", err)
-	}
-	pf := &preflight{lockTimeout: string(rows[0][0]), idleTimeout: string(rows[0][1])}
-	if rows[0][2] != nil {
-		if err := json.Unmarshal(rows[0][2], &pf.blockers); err != nil {
-			return nil, fmt.Errorf("preflight blockers: %w", err)
-		}
-	}
-	return pf, nil
-}
-
 // waitForBlockers polls until no session blocks the plan's locks or the
-// deadline passes; it returns the last preflight.
+// deadline passes; it returns the last preflight. It polls the first of
+// the catalogs that answers (the monitor connection when configured, else
+// the client's own); the session's own settings are read on the client's
+// connection, once the way is clear.
 func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*preflight, error) {
-	if m := c.srv.cfg.MonitorFacts; m != nil && !c.srv.cfg.Exec.NoBlockerCheck {
-		// Poll on the monitor connection; read the session's own settings
-		// once, on the client's connection, when the way is clear.
-		var seen map[int]bool
-		for {
-			all, err := m.Blockers(c.sess.Database, p.targets, c.sess.backendPID)
-			if err != nil {
-				break // fall back to the client's connection
-			}
-			bs := longHolders(all, seen)
-			waitForHidden := len(bs) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
-			seen = hiddenHolders(all)
-			if (len(bs) > 0 || waitForHidden) && time.Now().Before(deadline) && !c.clientLeft() && !c.userCancel.Load() {
-				c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
-				continue
-			}
-			if len(bs) > 0 {
-				return &preflight{lockTimeout: "0", blockers: bs}, nil
-			}
-			return c.runPreflight(p)
-		}
+	cats, targets := c.catalogs(true), c.checkedTargets(p)
+	if targets == nil {
+		cats = cats[len(cats)-1:] // no blocker check: the client's connection, for the settings
 	}
 	var seen map[int]bool
 	for {
-		pf, err := c.runPreflight(p)
+		pf, err := cats[0].preflight(targets)
 		if err != nil {
+			if len(cats) > 1 {
+				cats = cats[1:]
+				continue
+			}
 			return pf, err
 		}
 		all := pf.blockers
-		pf.blockers = longHolders(all, seen)
+		bs := longHolders(all, seen)
 		// Holders whose details are hidden: look once more before deciding.
-		waitForHidden := len(pf.blockers) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
+		waitForHidden := len(bs) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
 		seen = hiddenHolders(all)
-		if (len(pf.blockers) == 0 && !waitForHidden) || !time.Now().Before(deadline) || c.clientLeft() || c.userCancel.Load() {
-			return pf, nil
+		if (len(bs) > 0 || waitForHidden) && time.Now().Before(deadline) && !c.clientLeft() && !c.userCancel.Load() {
+			c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
+			continue
 		}
-		c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
+		if len(bs) == 0 && !pf.settingsKnown {
+			return c.runPreflight(p)
+		}
+		pf.blockers = bs
+		return pf, nil
 	}
 }
 
@@ -216,4 +184,19 @@ func describeBlockers(pf *preflight) string {
 		parts = append(parts, b.describe())
 	}
 	return strings.Join(parts, "\n")
+}
+
+// checkedTargets are the plan's locks the blocker check looks at (none
+// when it is off).
+func (c *clientConn) checkedTargets(p *timeoutPlan) []guard.Lock {
+	if c.srv.cfg.Exec.NoBlockerCheck {
+		return nil
+	}
+	return p.targets
+}
+
+// runPreflight asks the client's connection for the session's settings
+// and the plan's blockers; the caller has waited for a sync point.
+func (c *clientConn) runPreflight(p *timeoutPlan) (*preflight, error) {
+	return c.sessionCatalog().preflight(c.checkedTargets(p))
 }

@@ -141,21 +141,6 @@ type factsRow struct {
 // notNullCheck matches pg_get_constraintdef of CHECK (col IS NOT NULL).
 var notNullCheck = regexp.MustCompile(`^CHECK \(\(?("(?:[^"]|"")+"|[a-z_][a-z0-9_$]*) IS NOT NULL\)?\)$`)
 
-// parseFacts reads the catalog query's answer from diverted frames.
-func parseFacts(frames []divertedFrame) (map[string]*guard.RelationFacts, error) {
-	rows, err := dataRows(frames, 2)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*guard.RelationFacts{}
-	for _, row := range rows {
-		if err := addFactsRow(out, string(row[0]), row[1]); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
 // nameLiterals splits a relation name as the guard reports it ("rel" or
 // "schema.rel") into SQL literals for schema (NULL when unqualified) and
 // relation; names ddlguard cannot quote safely are refused.

@@ -9,6 +9,6 @@ type loopPump struct{}
 
 func (c *clientConn) ownSockets() {}
 
-func (c *clientConn) attachLoop(*pump, any, any, func(byte, []byte) bool, func() bool) {}
+func (c *clientConn) attachLoop(*pump, any, any) {}
 
 func (p *pump) park() bool { return false }

@@ -219,8 +219,7 @@ func (c *clientConn) runGuarded(frames []byte, p *timeoutPlan, retryable bool) (
 	case out.answer == nil:
 		return dropFrame, nil // the client or the connection is going away
 	}
-	c.deliver(out.answer)
-	return dropFrame, nil
+	return replyFrame, c.answer(out.answer)
 }
 
 // runOutcome is how running frames under a plan ended.
@@ -396,9 +395,10 @@ func appendUniqueString(list []string, s string) []string {
 	return append(list, s)
 }
 
-// deliver writes ddlguard-collected frames to the client (queued notices
-// first) and records the transaction status they end with.
-func (c *clientConn) deliver(frames []divertedFrame) {
+// answer encodes ddlguard-collected frames for the client (queued notices
+// first), the reply the client hook answers with, and records the
+// transaction status they end with.
+func (c *clientConn) answer(frames []divertedFrame) []byte {
 	out := c.takeNotices()
 	for _, f := range frames {
 		out = appendFrame(out, f.typ, f.body)
@@ -406,10 +406,5 @@ func (c *clientConn) deliver(frames []divertedFrame) {
 			c.sess.txStatus.Store(uint32(f.body[0]))
 		}
 	}
-	c.cwMu.Lock()
-	c.cw.Write(out)
-	c.cw.Flush()
-	c.cwMu.Unlock()
-	c.sess.bytesToClient.Add(int64(len(out)))
-	c.srv.obs.Relayed(false, len(out))
+	return out
 }

@@ -81,7 +81,9 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 		return &c.facts
 	}
 	if len(missing) > 0 {
-		got, err := c.askFacts(missing, canAsk)
+		got, err := askCatalogs(c, c.catalogs(canAsk), "catalog facts", func(k catalog) (map[string]*guard.RelationFacts, error) {
+			return k.relationFacts(missing)
+		})
 		if err != nil {
 			c.srv.log.Debug("catalog facts unavailable", "conn_id", c.id, "err", err)
 		} else {
@@ -96,7 +98,9 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 		}
 	}
 	if len(missingDomains) > 0 {
-		got, err := c.askDomainFacts(missingDomains, canAsk)
+		got, err := askCatalogs(c, c.catalogs(canAsk), "domain facts", func(k catalog) (map[string]*guard.DomainFacts, error) {
+			return k.domainFacts(missingDomains)
+		})
 		if err != nil {
 			c.srv.log.Debug("domain facts unavailable", "conn_id", c.id, "err", err)
 		} else {
@@ -132,55 +136,4 @@ func (c *clientConn) stepFacts(g *guard.Guard, step string) guard.Facts {
 		return guard.NoFacts{}
 	}
 	return c.factsFor(g, step, true)
-}
-
-// askFacts asks the monitor connection when one is configured, else (when
-// it may) the client's own connection.
-func (c *clientConn) askFacts(names []string, canAsk bool) (map[string]*guard.RelationFacts, error) {
-	if m := c.srv.cfg.MonitorFacts; m != nil {
-		got, err := m.Facts(c.sess.Database, names)
-		if err == nil || !canAsk {
-			return got, err
-		}
-		c.srv.log.Warn("monitor connection could not give catalog facts; asking on the client's connection", "err", err)
-	}
-	q, err := factsQuery(names, false)
-	if err != nil {
-		return nil, err
-	}
-	frames, err := c.askCatalog(q)
-	if err != nil {
-		return nil, err
-	}
-	return parseFacts(frames)
-}
-
-// askDomainFacts is askFacts for domains.
-func (c *clientConn) askDomainFacts(names []string, canAsk bool) (map[string]*guard.DomainFacts, error) {
-	if m := c.srv.cfg.MonitorFacts; m != nil {
-		got, err := m.DomainFacts(c.sess.Database, names)
-		if err == nil || !canAsk {
-			return got, err
-		}
-		c.srv.log.Warn("monitor connection could not give domain facts; asking on the client's connection", "err", err)
-	}
-	q, err := domainFactsQuery(names, false)
-	if err != nil {
-		return nil, err
-	}
-	frames, err := c.askCatalog(q)
-	if err != nil {
-		return nil, err
-	}
-	rows, err := dataRows(frames, 2)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string]*guard.DomainFacts{}
-	for _, row := range rows {
-		if err := addDomainRow(out, string(row[0]), row[1]); err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
 }

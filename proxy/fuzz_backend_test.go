@@ -130,7 +130,7 @@ func FuzzReadyForQuery(f *testing.F) {
 		c, _, _ = authConn(fuzzServer(nil), nil, nil)
 		c.sess.txStatus.Store(uint32(TxInBlock))
 		c.sess.pending.Store(1)
-		act, _ := c.fromUpstream('Z', body)
+		act, _ := upstreamHooks{c}.onFrame('Z', body, false)
 		if act != forwardFrame {
 			t.Fatalf("ReadyForQuery %q: action %d, want forward", body, act)
 		}
@@ -163,7 +163,7 @@ func FuzzParameterStatus(f *testing.F) {
 			t.Fatalf("startup with ParameterStatus %q: err %v, client got %q", body, err, toClient.Bytes())
 		}
 		c2, _, _ := authConn(fuzzServer(nil), nil, nil)
-		if act, _ := c2.fromUpstream('S', body); act != forwardFrame {
+		if act, _ := (upstreamHooks{c2}).onFrame('S', body, false); act != forwardFrame {
 			t.Fatalf("ParameterStatus %q: action %d, want forward", body, act)
 		}
 		var ps pgproto3.ParameterStatus
@@ -293,7 +293,7 @@ func FuzzErrorResponse(f *testing.F) {
 
 		c, _, _ := authConn(fuzzServer(nil), nil, nil)
 		c.stripNextContext.Store(reraised)
-		act, out := c.fromUpstream('E', body)
+		act, out := upstreamHooks{c}.onFrame('E', body, false)
 		switch act {
 		case forwardFrame:
 		case replaceFrame:

@@ -102,7 +102,7 @@ func TestDeclaredLengthPumpAllocatesAsBytesArrive(t *testing.T) {
 			var hooked atomic.Bool
 			p := pump{r: bufio.NewReaderSize(pr, relayBufferSize), w: newFlushWriter(io.Discard),
 				limit: tc.limit, side: tc.side, inspect: tc.insp, counter: &n,
-				hook: func(byte, []byte) (frameAction, []byte) { hooked.Store(true); return forwardFrame, nil }}
+				hooks: hookFunc(func(byte, []byte) (frameAction, []byte) { hooked.Store(true); return forwardFrame, nil })}
 			done := make(chan error, 1)
 			declared := uint32(tc.limit)
 			hdr := []byte{tc.typ, byte(declared >> 24), byte(declared >> 16), byte(declared >> 8), byte(declared)}

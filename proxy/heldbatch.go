@@ -88,7 +88,6 @@ type heldBatch struct {
 // holdBatch starts holding the batch whose first message is being decided.
 func (c *clientConn) holdBatch(p *timeoutPlan) {
 	c.batch = &heldBatch{plan: p}
-	c.clientInspectAll.Store(true)
 }
 
 // batchFrame takes a client frame while a batch is held.
@@ -97,7 +96,7 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 	switch typ {
 	case 'P':
 		// Decided like any Parse (a rejection replaces the statement).
-		act, out := c.interceptParse(body)
+		act, out := c.interceptParse(body, false)
 		if act == replaceFrame {
 			b.frames = append(b.frames, out...)
 		} else {
@@ -109,7 +108,6 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 	case 'S':
 		b.frames = appendFrame(b.frames, typ, body)
 		c.batch = nil
-		c.clientInspectAll.Store(false)
 		if b.rewrite != nil {
 			return c.rewriteBatch(b)
 		}
@@ -119,12 +117,11 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 		// of the batch: send what was held with the lock timeout set, no
 		// retries.
 		c.batch = nil
-		c.clientInspectAll.Store(false)
 		held := appendFrame(b.frames, typ, body)
 		if b.rewrite != nil {
 			// The client wants answers before the Sync: the sequence cannot
 			// be run in its place; refuse with it as the hint.
-			held = append(queryParse(rejectStatement(*b.rewrite), b.params), held...)
+			held = append(queryParse(rejectStatement(b.rewrite), b.params), held...)
 			return replaceFrame, held
 		}
 		if !c.protectBatch(b.plan) {

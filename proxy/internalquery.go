@@ -17,18 +17,6 @@ const (
 	factsWait     = 10 * time.Second
 )
 
-// askCatalog runs one of ddlguard's catalog queries on the client's own
-// connection, once the server owes the client nothing.
-func (c *clientConn) askCatalog(q string) ([]divertedFrame, error) {
-	if !c.waitIdle(factsIdleWait) {
-		return nil, errors.New("the server is still busy with the client's earlier statements")
-	}
-	if c.sess.TxStatus() == TxFailed {
-		return nil, errors.New("the client's transaction is aborted")
-	}
-	return c.internalQuery(q, factsWait)
-}
-
 // waitIdle waits until the server owes the client no ReadyForQuery.
 func (c *clientConn) waitIdle(limit time.Duration) bool {
 	deadline := time.NewTimer(limit)
@@ -86,7 +74,6 @@ var errUpstreamEnded = errors.New("the upstream connection ended before the answ
 func (c *clientConn) internalSend(frame []byte, limit time.Duration) ([]divertedFrame, error) {
 	d := &divertBuf{done: make(chan struct{})}
 	c.divert.Store(d)
-	c.updateInspectAll()
 	c.sess.pending.Add(1)
 	if _, err := c.uw.Write(frame); err != nil {
 		return nil, err

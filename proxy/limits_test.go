@@ -26,10 +26,10 @@ func copyAll(in []byte, limit int, inspect *[256]bool) (out []byte, seen []strin
 	w := newFlushWriter(&buf)
 	p := pump{r: bufio.NewReaderSize(bytes.NewReader(in), relayBufferSize), w: w, limit: limit, side: "client",
 		inspect: inspect, counter: &n,
-		hook: func(typ byte, body []byte) (frameAction, []byte) {
+		hooks: hookFunc(func(typ byte, body []byte) (frameAction, []byte) {
 			seen = append(seen, string(typ)+":"+string(body[:min(len(body), 8)]))
 			return forwardFrame, nil
-		}}
+		})}
 	_, _, err = p.run()
 	w.Flush()
 	return buf.Bytes(), seen, err

@@ -8,7 +8,7 @@ import (
 )
 
 // rejectStatement is the SQL that makes the server raise the rejection of d.
-func rejectStatement(d guard.Decision) string {
+func rejectStatement(d *guard.Decision) string {
 	f := d.Deciding
 	msg := "ddlguard: " + f.Rule + ": " + f.Message
 	return raiseStatement(msg, f.Detail, f.Hint, CodeRejected)

@@ -78,7 +78,7 @@ func benchPump(b *testing.B, unit []byte, inspect *[256]bool) {
 	p := pump{
 		r:     bufio.NewReaderSize(&repeatReader{data: unit, count: b.N}, relayBufferSize),
 		w:     newFlushWriter(io.Discard),
-		limit: DefaultMaxMessageSize, side: "upstream", inspect: inspect, hook: hook, counter: &relayed,
+		limit: DefaultMaxMessageSize, side: "upstream", inspect: inspect, hooks: hookFunc(hook), counter: &relayed,
 	}
 	_, _, err := p.run()
 	b.StopTimer()
@@ -229,10 +229,10 @@ func startPumpRelay(b *testing.B, upstream string, raw bool) string {
 				client, server = withRawIO(client), withRawIO(server)
 			}
 			up := pump{r: bufio.NewReaderSize(client, relayBufferSize), w: newFlushWriter(server),
-				limit: DefaultMaxMessageSize, side: "client", inspect: &clientInspect, hook: forward,
+				limit: DefaultMaxMessageSize, side: "client", inspect: &clientInspect, hooks: hookFunc(forward),
 				counter: &toServer, toUpstream: true}
 			down := pump{r: bufio.NewReaderSize(server, relayBufferSize), w: newFlushWriter(client),
-				limit: DefaultMaxMessageSize, side: "upstream", inspect: &upstreamInspect, hook: forward,
+				limit: DefaultMaxMessageSize, side: "upstream", inspect: &upstreamInspect, hooks: hookFunc(forward),
 				counter: &toClient}
 			wg.Go(func() { up.run(); server.Close() })
 			wg.Go(func() { down.run(); client.Close() })

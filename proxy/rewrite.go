@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"regexp"
 	"strings"
 	"time"
 
@@ -250,8 +249,9 @@ func rewriteNotice(d *guard.Decision, o rewriteOutcome) []byte {
 	return noticeFrame(codeRewritten, msg, strings.Join(detail, "\n"), f.Message)
 }
 
-// deliverRewrite answers a simple Query whose statement was rewritten.
-func (c *clientConn) deliverRewrite(d *guard.Decision, o rewriteOutcome) {
+// rewriteAnswer is the answer to a simple Query whose statement was
+// rewritten.
+func (c *clientConn) rewriteAnswer(d *guard.Decision, o rewriteOutcome) []byte {
 	frames := []divertedFrame{}
 	if o.errBody != nil {
 		frames = append(frames, divertedFrame{'E', o.errBody})
@@ -261,16 +261,7 @@ func (c *clientConn) deliverRewrite(d *guard.Decision, o rewriteOutcome) {
 	}
 	frames = append(frames, divertedFrame{'Z', []byte{o.status}})
 	c.queueNotice(rewriteNotice(d, o))
-	c.deliver(frames)
-}
-
-// rewriteQuery runs a rewritten simple Query and answers the client.
-func (c *clientConn) rewriteQuery(g *guard.Guard, d *guard.Decision) (frameAction, []byte) {
-	if !c.waitIdle(factsIdleWait) || c.sess.TxStatus() == TxFailed {
-		return replaceFrame, queryFrame(rejectStatement(*d))
-	}
-	c.deliverRewrite(d, c.observedRewrite(g, d))
-	return dropFrame, nil
+	return c.answer(frames)
 }
 
 // observedRewrite is executeRewrite, reported to the Observer.
@@ -307,37 +298,35 @@ func (c *clientConn) logInterruptedRewrite(d *guard.Decision, o rewriteOutcome) 
 // sends the batch with its Parse replaced (see rewriteParse).
 func (c *clientConn) rewriteBatch(b *heldBatch) (frameAction, []byte) {
 	if !c.waitIdle(factsIdleWait) || c.sess.TxStatus() == TxFailed {
-		return replaceFrame, append(queryParse(rejectStatement(*b.rewrite), b.params), b.frames...)
+		return replaceFrame, append(queryParse(rejectStatement(b.rewrite), b.params), b.frames...)
 	}
 	o := c.observedRewrite(b.g, b.rewrite)
 	c.queueNotice(rewriteNotice(b.rewrite, o))
 	return replaceFrame, append(c.rewriteParse(b.params, b.rewrite, o), b.frames...)
 }
 
-// notNullHelperCheck matches the helper CHECK of the set-not-null sequence.
-var notNullHelperCheck = regexp.MustCompile(`CHECK \((.+) IS NOT NULL\) NOT VALID$`)
-
 // originalError turns a step's error into the one the original statement
-// would have raised, where they differ: SET NOT NULL fails with 23502 on
-// the column, not with 23514 on ddlguard's helper constraint.
+// would have raised, where the decision says they differ
+// (guard.Finding.StepErrors).
 func originalError(d *guard.Decision, body []byte) []byte {
 	var e pgproto3.ErrorResponse
-	if d.Deciding.Rule != "set-not-null" || e.Decode(body) != nil || e.Code != "23514" || len(d.Deciding.Rewrite) == 0 {
+	if len(d.Deciding.StepErrors) == 0 || e.Decode(body) != nil {
 		return body
 	}
-	m := notNullHelperCheck.FindStringSubmatch(d.Deciding.Rewrite[0])
-	if m == nil {
-		return body
+	for _, m := range d.Deciding.StepErrors {
+		if m.Code != e.Code {
+			continue
+		}
+		out := pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: m.As,
+			Message:    fmt.Sprintf(m.Message, m.Column, e.TableName),
+			SchemaName: e.SchemaName, TableName: e.TableName, ColumnName: m.Column}
+		enc, err := out.Encode(nil)
+		if err != nil {
+			return body
+		}
+		return enc[5:]
 	}
-	col := strings.Trim(m[1], `"`)
-	out := pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "23502",
-		Message:    fmt.Sprintf("column %q of relation %q contains null values", col, e.TableName),
-		SchemaName: e.SchemaName, TableName: e.TableName, ColumnName: col}
-	enc, err := out.Encode(nil)
-	if err != nil {
-		return body
-	}
-	return enc[5:]
+	return body
 }
 
 // rewriteParse returns the Parse that stands in for a rewritten statement
@@ -354,7 +343,6 @@ func (c *clientConn) rewriteParse(params []byte, d *guard.Decision, o rewriteOut
 	} else {
 		tag := d.Kind
 		c.tagRewrite.Store(&tag)
-		c.updateInspectAll()
 	}
 	return queryParse(q, params)
 }

@@ -266,12 +266,11 @@ type clientConn struct {
 	facts factsCache
 	idle  chan struct{} // signalled when the server owes the client nothing
 
-	// Shared between the pumps: responses diverted to ddlguard's own query,
-	// notices waiting for delivery (facts.go, intercept.go).
+	// Shared between the pumps: responses diverted to ddlguard's own query
+	// (internalquery.go), notices waiting for delivery (hooks.go).
 	divert     atomic.Pointer[divertBuf]
-	inspectAll atomic.Bool
-	noticeMu   sync.Mutex
-	notices    []byte
+	noticeMu   sync.Mutex // held while notices is appended to or taken
+	notices    atomic.Pointer[[]byte]
 	cwMu       sync.Mutex  // held by whoever writes frames to cw during the relay
 	userCancel atomic.Bool // the client sent a CancelRequest for this session
 	// waitingForClient: ddlguard waits on the client's behalf (no statement
@@ -303,8 +302,6 @@ type clientConn struct {
 	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan
 	restoreOnSync *restorePlan            // set when a batch runs with an injected lock_timeout
 	batch         *heldBatch              // a batch held until its Sync
-	// clientInspectAll: the client pump sees every frame while a batch is held.
-	clientInspectAll atomic.Bool
 }
 
 // serve runs the connection from the first byte to the last.
