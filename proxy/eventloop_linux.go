@@ -18,11 +18,12 @@ import (
 // A pump (relay.go) that is idle at a read (its reader empty, its writer
 // flushed) then parks its goroutine and lets the loop relay for it: when
 // its socket is readable, the loop reads it once, relays the complete
-// frames with the pump's own hook, and writes them to the peer with one
-// write; it never waits. The loop hands the pump back to its goroutine
-// whenever a frame needs more than that:
-//   - a frame whose hook could wait or decide something (loopPump.safe says
-//     no: a statement that needs the guard's decision, a held batch, a
+// frames with the frame loop's own step and the pump's hooks (relay.go),
+// and writes them to the peer with one write; it never waits. The loop
+// hands the pump back to its goroutine whenever a frame needs more than
+// that:
+//   - a frame the hooks defer because handling it could wait or stop the
+//     pump (a statement that needs the guard's decision, a held batch, a
 //     Terminate, a draining server);
 //   - a frame larger than the read buffer, or one with an invalid length;
 //   - a peer that does not take what is written (the socket is full), or a
@@ -33,7 +34,7 @@ import (
 // Handing back leaves the reader and writer as they are (a frame not yet
 // relayed is still unread), so the pump goroutine carries on exactly where
 // the loop stopped, waiting for its sockets through the loop. A pump's
-// reader, writer and hook belong to the loop from parking to hand-back and
+// reader, writer and hooks' state belong to the loop from parking to hand-back and
 // to the pump goroutine otherwise; the loop works on one pump at a time.
 //
 // How the loop waits: while there is traffic it waits in epoll_wait itself
