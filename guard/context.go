@@ -6,9 +6,16 @@ import (
 )
 
 // Session is what the guard knows about the session at a statement. The
-// proxy keeps one per connection; the linter simulates one per file. The
-// guard never changes it: callers apply a decided statement's effects with
-// Observe once the statement has run.
+// proxy keeps one per connection; the linter simulates one per file. Ask and
+// Decide never change it (within one query string they advance a copy from
+// statement to statement); DecideScript advances the one it is given. It is
+// advanced with Observe, which takes a statement's effects as if it
+// succeeded, when it is sent or decided, not after it has run: the proxy
+// observes each decided statement of a string that is not rejected as it
+// sends the string, and corrects the transaction state from what the server
+// reports (EndTransaction when the session is idle); the linter's
+// DecideScript observes each statement of a file as it decides it, as if the
+// whole file ran without error.
 type Session struct {
 	// ServerMajor is the server's major version (13..18); 0 means unknown,
 	// which the rules treat as the oldest supported version (13) wherever a
@@ -138,8 +145,12 @@ func (s *Session) timeZone() string {
 // effect.
 func (s *Session) HasLockTimeout() bool { return s.LockTimeoutSet || s.LockTimeoutLocal }
 
-// Observe applies the effects of a statement that has run successfully:
-// transaction control, relations created, locks now held, settings.
+// Observe applies the effects a decided statement has if it succeeds:
+// transaction control, relations created, locks now held, settings. It does
+// not know whether the statement ran: callers observe a statement when they
+// send it (the proxy, before the server has run it) or decide it
+// (DecideScript), and the proxy ends the transaction state with
+// EndTransaction when the server reports the session idle.
 func (s *Session) Observe(d *Decision) {
 	e := d.Effects
 	switch e.TxControl {

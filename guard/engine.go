@@ -2,9 +2,9 @@ package guard
 
 import (
 	"fmt"
-	"strconv"
-
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 
@@ -85,16 +85,29 @@ func New(cfg Config) (*Guard, error) {
 // Config returns the guard's configuration.
 func (g *Guard) Config() Config { return g.cfg }
 
-// Relations lists the relations a query string's statements lock at SHARE
-// or stronger: the ones whose catalog facts the caller should fetch before
-// Decide. It returns nothing for strings the pre-check clears.
-func (g *Guard) Relations(sql string) []string {
+// FactsNeeded lists what the caller should fetch before Ask, in one pass
+// over the statements of sql analysed without facts: relations, those the
+// statements lock at SHARE or stronger or scan, build or rewrite (their
+// RelationFacts), and domains, those of ALTER DOMAIN statements that lock
+// and scan every relation with a column of the domain (their DomainFacts).
+// The answer is kept with the text's parse in the parse cache, so asking
+// again for the same text does not analyse it again; the slices are shared
+// with the cache and must not be modified. Nothing for strings the
+// pre-check clears.
+func (g *Guard) FactsNeeded(sql string) (relations, domains []string) {
 	if !MightBeGuarded(sql) {
-		return nil
+		return nil, nil
 	}
-	var out []string
+	p := g.cache.get(sql)
+	p.factsOnce.Do(func() { p.facts = neededFacts(p.stmts) })
+	return slices.Clip(p.facts.relations), slices.Clip(p.facts.domains)
+}
+
+// neededFacts is FactsNeeded's pass over the statements of a string.
+func neededFacts(stmts []parsedStmt) factsNeeded {
+	var need factsNeeded
 	sess := Session{}
-	for _, ps := range g.cache.get(sql).stmts {
+	for _, ps := range stmts {
 		if ps.node == nil {
 			continue
 		}
@@ -102,27 +115,14 @@ func (g *Guard) Relations(sql string) []string {
 		s.analyze()
 		for _, l := range s.locks {
 			if (l.Mode >= Share || l.Work.Slow()) && l.Relation != allRelations {
-				out = appendUnique(out, l.Relation)
+				need.relations = appendUnique(need.relations, l.Relation)
 			}
 		}
-	}
-	return out
-}
-
-// Domains lists the domains whose facts (DomainFacts: the relations with a
-// column of the domain) the caller should fetch before Decide: those of
-// ALTER DOMAIN statements that lock and scan those relations.
-func (g *Guard) Domains(sql string) []string {
-	if !MightBeGuarded(sql) {
-		return nil
-	}
-	var out []string
-	for _, ps := range g.cache.get(sql).stmts {
 		if d := ps.node.GetAlterDomainStmt(); d != nil && domainScans(d) {
-			out = appendUnique(out, nameOf(d.TypeName))
+			need.domains = appendUnique(need.domains, nameOf(d.TypeName))
 		}
 	}
-	return out
+	return need
 }
 
 // NeedsDecision reports, without parsing and without allocating, whether

@@ -22,7 +22,16 @@ type parsed struct {
 	// syntaxError: the string as a whole does not parse with the PostgreSQL
 	// 17 grammar (a syntax error, or newer syntax).
 	syntaxError string
+	// facts is FactsNeeded's answer for the text, set once on its first
+	// ask (factsOnce) and kept as long as the parse is cached: the names
+	// come from the text, so the cache's bound on entries and on text
+	// length bounds them too.
+	factsOnce sync.Once
+	facts     factsNeeded
 }
+
+// factsNeeded are the relations and domains whose facts a string needs.
+type factsNeeded struct{ relations, domains []string }
 
 // parseSQL reads sql with the real PostgreSQL parser. When the whole string
 // does not parse, it is split at top-level semicolons with the real lexer and

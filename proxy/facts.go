@@ -22,7 +22,7 @@ import (
 // its indexes and TOAST table; a table never vacuumed or analyzed has an
 // unknown size, which the guard treats as large.
 //
-// For an ALTER DOMAIN that checks every value of a domain (guard.Domains)
+// For an ALTER DOMAIN that checks every value of a domain (guard.FactsNeeded)
 // a second query of the same kind lists the relations with a column of the
 // domain, or of a domain over it, with their facts: the guard records its
 // SHARE locks on them, and a rewrite's VALIDATE step gets the blocker check
@@ -71,7 +71,7 @@ func (fc *factsCache) Domain(name string) (guard.DomainFacts, bool) {
 // domains whose relations it locks, asking the server for those not cached
 // when it may (canAsk).
 func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Facts {
-	names, domains := g.Relations(sql), g.Domains(sql)
+	names, domains := g.FactsNeeded(sql)
 	if len(names) == 0 && len(domains) == 0 {
 		return &c.facts
 	}
@@ -132,7 +132,7 @@ func stale(names []string, at map[string]time.Time, now time.Time) []string {
 // DOMAIN that scans (VALIDATE CONSTRAINT), the domain's relations, which
 // it locks; other steps are planned from their own locks alone.
 func (c *clientConn) stepFacts(g *guard.Guard, step string) guard.Facts {
-	if len(g.Domains(step)) == 0 {
+	if _, domains := g.FactsNeeded(step); len(domains) == 0 {
 		return guard.NoFacts{}
 	}
 	return c.factsFor(g, step, true)

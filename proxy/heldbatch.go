@@ -79,7 +79,10 @@ type heldBatch struct {
 	frames   []byte
 	executes int
 	// rewrite: the batch's (unnamed) statement is to be replaced by its
-	// safe sequence; its Parse is rebuilt at Sync.
+	// safe sequence; its Parse is rebuilt at Sync. The decision was made
+	// and recorded at the Parse; a batch the client breaks off before its
+	// Sync (a Flush, a Query), or that reaches no sync point, cannot have
+	// the sequence run in its place and is refused with it as the hint.
 	rewrite *guard.Decision
 	g       *guard.Guard
 	params  []byte // the Parse's parameter types
