@@ -126,11 +126,7 @@ Press Ctrl-C to stop and remove the cluster.
 // startDemoObservability validates the admin and monitor sections of cfg
 // and starts them as serve does.
 func startDemoObservability(cfg Config, logger *slog.Logger) (*observability, error) {
-	ac, err := cfg.adminConfig()
-	if err != nil {
-		return nil, err
-	}
-	mc, err := cfg.monitorConfig(logger)
+	ac, mc, err := cfg.observabilityConfigs(logger)
 	if err != nil {
 		return nil, err
 	}

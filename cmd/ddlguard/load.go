@@ -62,11 +62,7 @@ func loadConfig(f serveFlags, environ []string, logOutput io.Writer) (*loadedCon
 	if pc.Guard, err = guard.New(gc); err != nil {
 		return nil, err
 	}
-	ac, err := cfg.adminConfig()
-	if err != nil {
-		return nil, err
-	}
-	mc, err := cfg.monitorConfig(logger)
+	ac, mc, err := cfg.observabilityConfigs(logger)
 	if err != nil {
 		return nil, err
 	}
@@ -80,4 +76,15 @@ func (e *configError) Error() string { return e.msg }
 
 func configErrorf(format string, args ...any) error {
 	return &configError{fmt.Sprintf(format, args...)}
+}
+
+// observabilityConfigs validates the admin and monitor sections, in that
+// order.
+func (cfg Config) observabilityConfigs(logger *slog.Logger) (metrics.AdminConfig, metrics.MonitorConfig, error) {
+	ac, err := cfg.adminConfig()
+	if err != nil {
+		return ac, metrics.MonitorConfig{}, err
+	}
+	mc, err := cfg.monitorConfig(logger)
+	return ac, mc, err
 }
