@@ -194,7 +194,9 @@ func TestAuditDecisionLog(t *testing.T) {
 	audBigTable(t, db, "big")
 
 	cfg := guard.DefaultConfig()
-	cfg.Rules = map[string]guard.RuleConfig{"rename": {Mode: guard.Warn}}
+	// drop-column enforced (the proxy's default leaves it to review), so
+	// that its inline override means something.
+	cfg.Rules = map[string]guard.RuleConfig{"rename": {Mode: guard.Warn}, "drop-column": {Mode: guard.Enforce}}
 	cfg.InlineOverrideRoles = []string{pgcluster.RoleSCRAM}
 	p := startGuardProxy(t, cfg)
 	conn, notices := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable", "application_name", "audit-test"))

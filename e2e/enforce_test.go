@@ -141,6 +141,18 @@ func enfRuleMode(rule string, mode guard.Mode) func(*guard.Config) {
 	}
 }
 
+// enfReviewRules are the rules the proxy leaves to review by default.
+var enfReviewRules = []string{"drop-column", "drop-table", "rename", "truncate", "lock-table"}
+
+// enfEnforce sets rules to enforce mode.
+func enfEnforce(rules ...string) func(*guard.Config) {
+	return func(c *guard.Config) {
+		for _, rule := range rules {
+			enfRuleMode(rule, guard.Enforce)(c)
+		}
+	}
+}
+
 // enfNoRewrite keeps rules in enforce mode with their rewrite turned off
 // (YAML `rewrite: false`): outside a transaction block ddlguard would run
 // the safe sequence in place of the statement; with this it rejects the
@@ -375,8 +387,11 @@ func TestEnforceEveryRule(t *testing.T) {
 			rewriteRules = append(rewriteRules, c.rule)
 		}
 	}
-	p := enfGuardProxy(t)
-	noRewrite := enfGuardProxy(t, enfNoRewrite(rewriteRules...))
+	// The review-time rules warn in the proxy by default
+	// (TestProxyLeavesReviewRulesToReview); here they are enforced, as an
+	// operator may configure them.
+	p := enfGuardProxy(t, enfEnforce(enfReviewRules...))
+	noRewrite := enfGuardProxy(t, enfNoRewrite(rewriteRules...), enfEnforce(enfReviewRules...))
 	super := superConn(t, enfDatabase)
 	for i, c := range enfCases {
 		for _, protocol := range []string{"simple", "extended"} {
@@ -1051,7 +1066,7 @@ func enfRawExchange(t *testing.T, rc *rawConn, sql string) []string {
 func TestEnforcePsqlShowsRejection(t *testing.T) {
 	begin := time.Now()
 	enforceFixture(t)
-	p := enfGuardProxy(t, enfNoRewrite("create-index-not-concurrently"))
+	p := enfGuardProxy(t, enfNoRewrite("create-index-not-concurrently"), enfEnforce("drop-column"))
 	dsn := p.DSN(enfUser, enfDatabase, "sslmode", "disable")
 	const createIndex = "CREATE INDEX enf_psql_idx ON big (c)"
 	const createIndexShown = "ERROR:  ddlguard: create-index-not-concurrently: CREATE INDEX on big would hold SHARE lock (blocks writes) while it builds the index\n" +

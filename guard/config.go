@@ -133,7 +133,7 @@ func RuleIDs() []string {
 
 // ruleConfig resolves a rule's configuration for a session.
 func (c *Config) ruleConfig(r Rule, sess *Session) RuleConfig {
-	rc := RuleConfig{Mode: r.DefaultMode()}
+	rc := RuleConfig{Mode: c.defaultMode(r)}
 	if v, ok := c.Rules[r.ID()]; ok {
 		rc = v
 	}

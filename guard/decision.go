@@ -65,6 +65,11 @@ type Finding struct {
 	// RewriteOutsideTxOnly: the rewrite cannot run inside a transaction
 	// block (it uses CONCURRENTLY or several transactions).
 	RewriteOutsideTxOnly bool
+	// QueueOnly: the statement's only danger is waiting in the lock queue
+	// (its work under the lock is brief). Where its rewrite cannot run it
+	// is not refused: it runs with the lock timeout and the blocker check,
+	// and the finding is a warning.
+	QueueOnly bool
 	// Override is the reason given in an inline ddlguard:allow comment that
 	// turned this finding into a warning ("" when none).
 	Override string

@@ -16,7 +16,8 @@ import (
 type Rule interface {
 	// ID is the stable rule id users configure and see in errors.
 	ID() string
-	// DefaultMode is the mode with zero configuration.
+	// DefaultMode is the mode with zero configuration (for review rules,
+	// in lint; see reviewRule).
 	DefaultMode() Mode
 	// Relaxable rules are about the time a strong lock is held while the
 	// statement scans, rewrites or builds: they pass for small, new and
@@ -28,6 +29,27 @@ type Rule interface {
 
 // lintOnly marks rules that apply to migration files only.
 type lintOnly interface{ LintOnly() bool }
+
+// reviewRule marks the rules about what a statement means for the code
+// deployed against the database (is a dropped or renamed column still
+// used? must writers wait behind an explicit lock?), not about outages:
+// with the lock timeout and the blocker check their statements cannot
+// stall anyone for long, and whether they are right is known only where a
+// person reviews the migration. With zero configuration `ddlguard lint`
+// enforces them and the proxy warns (DESIGN.md: what the proxy guards,
+// and what it leaves to review).
+type reviewRule interface{ ReviewTime() bool }
+
+// defaultMode is a rule's mode with zero configuration.
+func (c *Config) defaultMode(r Rule) Mode {
+	if rv, ok := r.(reviewRule); ok && rv.ReviewTime() && !c.Lint {
+		return Warn
+	}
+	return r.DefaultMode()
+}
+
+// reviewNote ends the warning of a review rule the proxy does not enforce.
+const reviewNote = " (a review-time rule: the proxy warns, ddlguard lint enforces it)"
 
 var registry []Rule
 
@@ -223,7 +245,7 @@ func (g *Guard) Ask(r Request) Result {
 	for _, ps := range p.stmts {
 		d := g.decide(ps, &cur, facts, cur.InTransaction || multi)
 		if d.Action == Rewrite && !rewritable {
-			d.Action = Reject
+			d.carryOutWithoutRewrite()
 		}
 		res.Action = max(res.Action, d.Action)
 		res.Statements = append(res.Statements, d)
@@ -279,6 +301,9 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 			continue
 		}
 		f.Rule, f.Mode = r.ID(), rc.Mode
+		if rv, ok := r.(reviewRule); ok && rv.ReviewTime() && f.Mode == Warn && !g.cfg.Lint {
+			f.Message += reviewNote
+		}
 		if reason, ok := allowed[r.ID()]; ok {
 			if g.cfg.Lint || g.cfg.mayOverrideInline(sess.Role) {
 				f.Mode, f.Override = Warn, reason
@@ -291,13 +316,21 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 		}
 		d.Warnings = append(d.Warnings, *f)
 	}
+	rewritable := deciding != nil && len(deciding.Rewrite) > 0 && !decidingCfg.NoRewrite &&
+		!(deciding.RewriteOutsideTxOnly && inBlock)
 	switch {
+	case rewritable:
+		d.Deciding, d.Action = deciding, Rewrite
+		d.LockTimeout = g.cfg.lockTimeout(sess, &decidingCfg)
+	case deciding != nil && deciding.QueueOnly && !decidingCfg.NoRewrite:
+		// Its only danger is the lock queue, and its safe form cannot run
+		// here: the lock timeout and the blocker check protect it. (With
+		// its rewrite turned off, the operator asked for refusals.)
+		d.Warnings = append(d.Warnings, *deciding)
+		d.Action = Timeout
+		d.LockTimeout = g.cfg.lockTimeout(sess, &decidingCfg)
 	case deciding != nil:
-		d.Deciding = deciding
-		d.Action = Reject
-		if len(deciding.Rewrite) > 0 && !decidingCfg.NoRewrite && !(deciding.RewriteOutsideTxOnly && inBlock) {
-			d.Action = Rewrite
-		}
+		d.Deciding, d.Action = deciding, Reject
 		d.LockTimeout = g.cfg.lockTimeout(sess, &decidingCfg)
 	case s.strongOnExisting() || s.locksUnknown:
 		d.Action = Timeout
@@ -429,4 +462,17 @@ func (g *Guard) DecideScript(sql string, sess *Session, facts Facts) []Decision 
 		sess.endImplicit()
 	}
 	return out
+}
+
+// carryOutWithoutRewrite is the action of a rewrite whose sequence cannot
+// run where it was asked: a queue-only finding runs with the lock timeout
+// (the finding a warning), any other is rejected with the sequence as its
+// hint.
+func (d *Decision) carryOutWithoutRewrite() {
+	if d.Deciding.QueueOnly {
+		d.Warnings = append(d.Warnings, *d.Deciding)
+		d.Deciding, d.Action = nil, Timeout
+		return
+	}
+	d.Action = Reject
 }

@@ -18,6 +18,7 @@ func init() { register(dropColumnRule{}) }
 func (dropColumnRule) ID() string        { return "drop-column" }
 func (dropColumnRule) DefaultMode() Mode { return Enforce }
 func (dropColumnRule) Relaxable() bool   { return false }
+func (dropColumnRule) ReviewTime() bool  { return true }
 
 func (dropColumnRule) Check(s *Statement) *Finding {
 	a, cmds, rel := s.alterOfExisting()

@@ -12,7 +12,9 @@ import (
 // for the transactions that use the table, every later query on the table
 // queues behind it. DROP INDEX CONCURRENTLY waits without blocking anyone
 // and has the same end state; PostgreSQL allows it only for one index and
-// without CASCADE, and not for partitioned indexes.
+// without CASCADE, and not for partitioned indexes, and never inside a
+// transaction block. Where it cannot be used the drop runs with the lock
+// timeout (a queue-only finding: the drop itself is brief).
 type dropIndexRule struct{}
 
 func init() { register(dropIndexRule{}) }
@@ -78,6 +80,7 @@ func (dropIndexRule) Check(s *Statement) *Finding {
 	why := "on the index and on its table: the drop is quick once granted, but while it waits for the " +
 		"transactions using the table every later query on the table queues behind it"
 	f := s.finding(guarded[0], why, strings.Join(hint, "\n"))
+	f.QueueOnly = true
 	if rewrite != "" {
 		f.Rewrite = []string{rewrite}
 		f.RewriteOutsideTxOnly = true

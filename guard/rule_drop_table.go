@@ -18,6 +18,7 @@ func init() { register(dropTableRule{}) }
 func (dropTableRule) ID() string        { return "drop-table" }
 func (dropTableRule) DefaultMode() Mode { return Enforce }
 func (dropTableRule) Relaxable() bool   { return false }
+func (dropTableRule) ReviewTime() bool  { return true }
 
 func (dropTableRule) Check(s *Statement) *Finding {
 	d := s.node.GetDropStmt()

@@ -19,6 +19,7 @@ func init() { register(lockTableRule{}) }
 func (lockTableRule) ID() string        { return "lock-table" }
 func (lockTableRule) DefaultMode() Mode { return Enforce }
 func (lockTableRule) Relaxable() bool   { return false }
+func (lockTableRule) ReviewTime() bool  { return true }
 
 func (lockTableRule) Check(s *Statement) *Finding {
 	l := s.node.GetLockStmt()

@@ -17,6 +17,7 @@ func init() { register(renameRule{}) }
 func (renameRule) ID() string        { return "rename" }
 func (renameRule) DefaultMode() Mode { return Enforce }
 func (renameRule) Relaxable() bool   { return false }
+func (renameRule) ReviewTime() bool  { return true }
 
 func (renameRule) Check(s *Statement) *Finding {
 	r := s.node.GetRenameStmt()

@@ -17,6 +17,7 @@ func init() { register(truncateRule{}) }
 func (truncateRule) ID() string        { return "truncate" }
 func (truncateRule) DefaultMode() Mode { return Enforce }
 func (truncateRule) Relaxable() bool   { return false }
+func (truncateRule) ReviewTime() bool  { return true }
 
 func (truncateRule) Check(s *Statement) *Finding {
 	t := s.node.GetTruncateStmt()
