@@ -41,8 +41,8 @@ func TestProxyLeavesReviewRulesToReview(t *testing.T) {
 	conn, notices := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
 	cases := []struct {
 		rule, sql, extended string // extended: run with the extended protocol instead
-		tx                         bool
-		probe, want                string
+		tx                  bool
+		probe, want         string
 	}{
 		{rule: "drop-column", sql: "ALTER TABLE big DROP COLUMN c",
 			probe: "SELECT count(*) FROM pg_attribute WHERE attrelid = 'big'::regclass AND attname = 'c' AND NOT attisdropped", want: "0"},
