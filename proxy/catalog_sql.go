@@ -32,21 +32,42 @@ LEFT JOIN LATERAL ` + resolveRelationSQL("q.nsp", "q.rel") + ` ON true`, nil
 
 // relationFactsJSON is the JSON object of facts (factsRow) about the
 // pg_class row c; exact as for factsQuery.
+//
+// Without exact, a table or materialized view that was never vacuumed or
+// analyzed (relpages says nothing: a young table, typically created by an
+// earlier migration) is measured with pg_relation_size when taking its
+// ACCESS SHARE lock cannot wait: the session already holds a lock on it
+// (its own lock never blocks it), or no other session holds or waits for
+// ACCESS EXCLUSIVE on it (the only mode ACCESS SHARE conflicts with). A
+// session that asks for ACCESS EXCLUSIVE between that look and the lock
+// would make the measurement wait behind it; the window is the time
+// between two steps of one query. Otherwise its size is unknown, which the
+// guard takes as large.
 func relationFactsJSON(exact bool) string {
-	size := `sum(r.relpages::bigint + COALESCE((SELECT sum(ix.relpages) FROM pg_catalog.pg_index x
+	pages := `(COALESCE((SELECT sum(ix.relpages) FROM pg_catalog.pg_index x
         JOIN pg_catalog.pg_class ix ON ix.oid = x.indexrelid WHERE x.indrelid = r.oid), 0)
         + COALESCE((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = r.reltoastrelid), 0))
         * current_setting('block_size')::bigint`
-	unknown := `bool_or(r.relkind IN ('r', 'm') AND (r.reltuples < 0 OR (r.reltuples = 0 AND r.relpages = 0)))`
+	size := `sum(CASE WHEN m.measurable IS NULL THEN r.relpages::bigint * current_setting('block_size')::bigint
+        WHEN m.measurable THEN COALESCE(pg_catalog.pg_relation_size(r.oid), 0) ELSE 0 END + ` + pages + `)`
+	unknown := `bool_or(m.measurable IS FALSE)`
+	measurable := `LEFT JOIN LATERAL (SELECT CASE WHEN r.relkind IN ('r', 'm') AND (r.reltuples < 0 OR (r.reltuples = 0 AND r.relpages = 0))
+      THEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' AND l.relation = r.oid
+          AND l.pid = pg_catalog.pg_backend_pid() AND l.granted)
+        OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' AND l.relation = r.oid
+          AND l.mode = 'AccessExclusiveLock' AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
+          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database()))
+      END AS measurable) m ON true`
 	if exact {
-		size, unknown = `sum(pg_catalog.pg_total_relation_size(r.oid))`, `false`
+		size, unknown, measurable = `sum(pg_catalog.pg_total_relation_size(r.oid))`, `false`, ``
 	}
 	return `json_build_object(
   'kind', c.relkind, 'persistence', c.relpersistence, 'tuples', c.reltuples,
   'size', (WITH RECURSIVE tree(oid) AS (SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i
       JOIN tree ON i.inhparent = tree.oid)
     SELECT json_build_object('bytes', ` + size + `, 'unknown', ` + unknown + `)
-    FROM tree JOIN pg_catalog.pg_class r ON r.oid = tree.oid),
+    FROM tree JOIN pg_catalog.pg_class r ON r.oid = tree.oid
+    ` + measurable + `),
   'populated', c.relispopulated,
   'columns', (SELECT json_object_agg(a.attname, json_build_object('type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull))
       FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),

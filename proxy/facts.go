@@ -19,8 +19,10 @@ import (
 // without functions that can raise errors (an error inside the client's
 // transaction would abort it), and uses no prepared statement (the client's
 // unnamed statement stays theirs). Sizes are pg_class.relpages of the table,
-// its indexes and TOAST table; a table never vacuumed or analyzed has an
-// unknown size, which the guard treats as large.
+// its indexes and TOAST table; a table never vacuumed or analyzed is
+// measured with pg_relation_size where that cannot wait for a lock (see
+// relationFactsJSON), and is otherwise of unknown size, which the guard
+// treats as large.
 //
 // For an ALTER DOMAIN that checks every value of a domain (guard.FactsNeeded)
 // a second query of the same kind lists the relations with a column of the

@@ -270,7 +270,7 @@ func (c *clientConn) observedRewrite(g *guard.Guard, d *guard.Decision) rewriteO
 	stop := c.watchClient()
 	o := c.executeRewrite(g, d)
 	stop()
-	if o.errBody != nil && (c.clientGone.Load() || c.closing()) {
+	if o.errBody != nil && (c.clientGone.Load() || c.closing() || c.upstreamStopped()) {
 		c.logInterruptedRewrite(d, o)
 	}
 	c.srv.obs.Rewritten(d.Deciding.Rule, o.errBody == nil)

@@ -327,6 +327,17 @@ func (c *clientConn) upstreamEndedCh() chan struct{} {
 	return c.upstreamEnded
 }
 
+// upstreamStopped reports whether the upstream pump has stopped (the
+// upstream leg is lost or closing), without waiting.
+func (c *clientConn) upstreamStopped() bool {
+	select {
+	case <-c.upstreamEndedCh():
+		return true
+	default:
+		return false
+	}
+}
+
 // closeUpstream closes only the upstream leg.
 func (c *clientConn) closeUpstream() {
 	c.mu.Lock()
