@@ -87,3 +87,33 @@ func TestProxyLeavesReviewRulesToReview(t *testing.T) {
 		t.Errorf("lock_timeout after the statements: %q, want the session's own 0", got)
 	}
 }
+
+// A DROP ... IF EXISTS of a table that does not exist protects nothing: it
+// passes even with the rule enforced, with no warning of ddlguard's (the
+// server's own notice says it was skipped).
+func TestDropIfExistsOfAbsentTablePasses(t *testing.T) {
+	const db = "review_absent"
+	audDatabase(t, db)
+	p := enfGuardProxy(t, enfEnforce(enfReviewRules...))
+	conn, notices := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
+	for _, sql := range []string{"DROP TABLE IF EXISTS no_such_table", "ALTER TABLE IF EXISTS no_such_table DROP COLUMN c",
+		"TRUNCATE no_such_table"} {
+		notices.take()
+		_, err := conn.Exec(enfCtx(t), sql)
+		if sql == "TRUNCATE no_such_table" {
+			// No IF EXISTS: the server's own error, not ddlguard's.
+			if pe := pgErrorOf(err); pe == nil || pe.Code != "42P01" {
+				t.Errorf("%s: %v, want the server's 42P01", sql, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		for _, n := range notices.take() {
+			if strings.HasPrefix(n.Message, "ddlguard") {
+				t.Errorf("%s: ddlguard notice %q for a table that does not exist", sql, n.Message)
+			}
+		}
+	}
+}

@@ -24,6 +24,9 @@ type stmt struct {
 	inBlock bool
 	// small is the small-table threshold in bytes (0: never small).
 	small int64
+	// factsFresh: the facts were read just before this statement (the
+	// first of its string), so a relation they do not have does not exist.
+	factsFresh bool
 	// locksUnknown: the statement locks SHARE and scans relations the
 	// facts do not name (see Decision.LocksUnknown); taken as large.
 	locksUnknown bool

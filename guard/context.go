@@ -303,6 +303,21 @@ type Facts interface {
 	Domain(name string) (f DomainFacts, ok bool)
 }
 
+// absentFacts is implemented by Facts that know which relations do not
+// exist (the catalog was asked and found none).
+type absentFacts interface {
+	// Absent reports whether the relation is known not to exist.
+	Absent(name string) bool
+}
+
+// absent: facts say the relation does not exist, so the statement fails
+// (or, with IF EXISTS, does nothing) without locking anything; the server
+// says so itself.
+func absent(f Facts, name string) bool {
+	a, ok := f.(absentFacts)
+	return ok && a.Absent(name)
+}
+
 // NoFacts knows nothing.
 type NoFacts struct{}
 

@@ -242,8 +242,11 @@ func (g *Guard) Ask(r Request) Result {
 	cur.endImplicit()
 	multi := len(p.stmts) > 1
 	rewritable := r.Rewritable && !multi
-	for _, ps := range p.stmts {
-		d := g.decide(ps, &cur, facts, cur.InTransaction || multi)
+	for i, ps := range p.stmts {
+		// The facts were read before the string: only its first
+		// statement may take "no such relation" from them (an earlier
+		// statement of the string may create or rename one).
+		d := g.decide(ps, &cur, facts, cur.InTransaction || multi, i == 0)
 		if d.Action == Rewrite && !rewritable {
 			d.carryOutWithoutRewrite()
 		}
@@ -255,7 +258,7 @@ func (g *Guard) Ask(r Request) Result {
 }
 
 // decide decides one statement.
-func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) Decision {
+func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock, factsFresh bool) Decision {
 	d := Decision{Statement: ps.text, Location: ps.loc, Length: ps.length, InBlock: sess.InTransaction}
 	if ps.node == nil {
 		d.ParseError = ps.parseErr
@@ -270,7 +273,7 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock bool) 
 		d.Planned = d.Action
 		return d
 	}
-	s := stmt{parsedStmt: ps, sess: sess, facts: facts, inBlock: inBlock}
+	s := stmt{parsedStmt: ps, sess: sess, facts: facts, inBlock: inBlock, factsFresh: factsFresh}
 	s.small = g.cfg.smallTableBytes(sess)
 	s.analyze()
 	d.Kind, d.Locks, d.Effects, d.LocksUnknown = s.kind, s.locks, s.effects, s.locksUnknown
@@ -361,7 +364,7 @@ func (s *Session) holdsAccessExclusive() bool {
 // that existed before its transaction.
 func (s *stmt) strongOnExisting() bool {
 	for _, l := range s.locks {
-		if l.Mode >= Share && !s.sess.isNew(l.Relation) {
+		if l.Mode >= Share && s.existing(l.Relation) {
 			return true
 		}
 	}
@@ -375,7 +378,7 @@ func (s *stmt) slowOnExistingLarge() bool {
 		return true
 	}
 	for _, l := range s.locks {
-		if l.Work.Slow() && !s.sess.isNew(l.Relation) && !s.isSmall(l.Relation) {
+		if l.Work.Slow() && s.existing(l.Relation) && !s.isSmall(l.Relation) {
 			return true
 		}
 	}
@@ -456,7 +459,7 @@ func (g *Guard) DecideScript(sql string, sess *Session, facts Facts) []Decision 
 	out := make([]Decision, 0, len(p.stmts))
 	for _, ps := range p.stmts {
 		sess.endImplicit()
-		d := g.decide(ps, sess, facts, sess.InTransaction)
+		d := g.decide(ps, sess, facts, sess.InTransaction, false)
 		out = append(out, d)
 		sess.Observe(&d)
 		sess.endImplicit()

@@ -28,6 +28,7 @@ var update = flag.Bool("update", false, "rewrite the expected sections of testda
 //	temp: t                     (session temporary relation; repeatable)
 //	notvalid: t.c               (constraint added NOT VALID earlier in the transaction)
 //	facts: t size=20MB rows=1000 col:b="character varying(10)" notnull:h unique_index populated
+//	absent: t                   (the catalog has no such relation; repeatable)
 //	domain: d t u               (domain d's relations: t and u, each with the
 //	                            facts of its facts: line, else a table of
 //	                            unknown size; "domain: d" alone: known, unused)
@@ -179,6 +180,8 @@ func (c *goldenCase) run(t *testing.T) string {
 		case "facts":
 			name, f := parseFacts(t, val)
 			facts.FactsMap[name] = f
+		case "absent":
+			addTo(&facts.absent, val)
 		case "domain":
 			fields := strings.Fields(val)
 			facts.domains[fields[0]] = fields[1:]
@@ -198,9 +201,13 @@ func (c *goldenCase) run(t *testing.T) string {
 // goldenFacts are a case's facts: relations, and domains with the names of
 // their relations.
 type goldenFacts struct {
+	absent map[string]bool // relations the catalog has no row for
 	FactsMap
 	domains map[string][]string
 }
+
+// Absent implements absentFacts.
+func (g goldenFacts) Absent(name string) bool { return g.absent[name] }
 
 // Domain implements Facts.
 func (g goldenFacts) Domain(name string) (DomainFacts, bool) {

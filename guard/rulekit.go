@@ -94,8 +94,11 @@ func (s *stmt) lockOn(rel string) Lock {
 }
 
 // existing reports whether rel existed before the current transaction
-// (not created in it, not temporary).
-func (s *stmt) existing(rel string) bool { return !s.sess.isNew(rel) }
+// (not created in it, not temporary) and, as far as fresh facts tell,
+// still exists.
+func (s *stmt) existing(rel string) bool {
+	return !s.sess.isNew(rel) && !(s.factsFresh && absent(s.facts, rel))
+}
 
 // alterTableCmd returns the single subcommand of an ALTER TABLE statement
 // (nil when the statement is not ALTER TABLE or has several subcommands).

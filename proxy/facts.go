@@ -61,6 +61,13 @@ func (fc *factsCache) Relation(name string) (guard.RelationFacts, bool) {
 	return guard.RelationFacts{}, false
 }
 
+// Absent reports whether the catalog was asked about the relation and
+// has none (guard's absentFacts).
+func (fc *factsCache) Absent(name string) bool {
+	f, asked := fc.m[name]
+	return asked && f == nil
+}
+
 // Domain implements guard.Facts.
 func (fc *factsCache) Domain(name string) (guard.DomainFacts, bool) {
 	if f := fc.domains[name]; f != nil {
@@ -93,9 +100,15 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 				c.facts.at = make(map[string]time.Time)
 				c.facts.m = make(map[string]*guard.RelationFacts)
 			}
+			// Only names the answer has a row for are known (a row with
+			// no facts: no such relation); others stay unknown.
 			for _, n := range missing {
+				f, ok := got[n]
+				if !ok {
+					continue
+				}
 				c.facts.at[n] = now
-				c.facts.m[n] = got[n]
+				c.facts.m[n] = f
 			}
 		}
 	}
@@ -111,8 +124,12 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 				c.facts.domains = make(map[string]*guard.DomainFacts)
 			}
 			for _, n := range missingDomains {
+				f, ok := got[n]
+				if !ok {
+					continue
+				}
 				c.facts.domainAt[n] = now
-				c.facts.domains[n] = got[n]
+				c.facts.domains[n] = f
 			}
 		}
 	}
