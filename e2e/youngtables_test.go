@@ -17,7 +17,8 @@ import (
 // (pg_class.relpages says nothing) are measured, with zero configuration:
 // a migration transaction that indexes, constrains and retypes such an
 // empty table applies through ddlguard as it does directly, from the
-// simple and the extended protocol; the same statements on a young table
+// simple and the extended protocol, and with monitor.dsn configured once
+// the client's own transaction locks the table; the same statements on a young table
 // of over small_table_bytes are refused, as that table deserves; and a
 // young table another session holds ACCESS EXCLUSIVE on is not measured
 // (the measurement would queue behind that lock): its size is unknown,
@@ -36,6 +37,7 @@ func TestYoungTablesAreMeasured(t *testing.T) {
 		"CREATE TABLE young_simple (id bigint NOT NULL, a int, b int)",
 		"CREATE TABLE young_extended (id bigint NOT NULL, a int, b int)",
 		"CREATE TABLE young_locked (id bigint NOT NULL, a int, b int)",
+		"CREATE TABLE young_monitor (id bigint NOT NULL, a int, b int)",
 		"CREATE TABLE young_big (id bigint NOT NULL, a int, b int, pad text)",
 		"INSERT INTO young_big SELECT g, g, g, repeat('x', 100) FROM generate_series(1, 120000) g",
 	); err != nil {
@@ -79,6 +81,20 @@ func TestYoungTablesAreMeasured(t *testing.T) {
 			t.Errorf("%s: %s indexes after the migration, want 2 (the index and the primary key)", c.table, got)
 		}
 	}
+
+	// With the monitor pool configured: once the client's transaction
+	// holds a lock on the table, the monitor's size query would wait behind
+	// it; the facts come from the client's own connection instead, where
+	// the young table is measured.
+	mp := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) { c.MonitorFacts = startMonitorFacts(t) })
+	mconn, _ := connectNotices(t, "through ddlguard with a monitor", mp.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
+	enfMustExec(t, mconn, "BEGIN")
+	for _, sql := range append([]string{"ALTER TABLE young_monitor ADD COLUMN c int"}, migration("young_monitor")...) {
+		if err := run(mconn, false, sql); err != nil {
+			t.Fatalf("%s with monitor.dsn, inside the migration's transaction: %v", sql, err)
+		}
+	}
+	enfMustExec(t, mconn, "COMMIT")
 
 	// Over small_table_bytes: the index build is refused inside the
 	// transaction (its CONCURRENTLY form cannot run there).
