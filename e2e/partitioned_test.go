@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
 	"github.com/ddlguard/ddlguard/guard"
 )
@@ -20,30 +18,22 @@ import (
 // index; on a small partitioned table the statement runs.
 func TestPartitionedCreateIndex(t *testing.T) {
 	const db = "partitioned_index"
-	audDatabase(t, db)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, cluster.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close(ctx)
-	if err := execEach(ctx, setup,
+	setup := freshDatabase(t, db,
 		"CREATE TABLE events (id bigint, at date, v int) PARTITION BY RANGE (at)",
 		"CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')",
 		"CREATE TABLE events_2026 PARTITION OF events FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')",
 		"INSERT INTO events SELECT g, date '2025-01-01' + (g % 700), g FROM generate_series(1, 2000) g",
 		"ANALYZE events",
-	); err != nil {
-		t.Fatal(err)
-	}
+	)
 
 	// Large: every table with rows is over this threshold.
 	cfg := guard.DefaultConfig()
 	cfg.SmallTableBytes = 1
 	p := startGuardProxy(t, cfg)
 	conn, _ := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
-	_, err = conn.Exec(ctx, "CREATE INDEX ON events (v)")
+	_, err := conn.Exec(ctx, "CREATE INDEX ON events (v)")
 	wantRefused(t, err, "create-index-not-concurrently")
 	hint := pgErrorOf(err).Hint
 	if !strings.Contains(hint, "ON ONLY events") || !strings.Contains(hint, "CREATE INDEX CONCURRENTLY <partition>_v_idx ON <partition>") {

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/ddlguard/ddlguard/e2e/pgcluster"
 	"github.com/ddlguard/ddlguard/guard"
 )
@@ -21,18 +19,12 @@ import (
 // runs with the lock timeout, with the concurrent form as a warning.
 func TestProxyLeavesReviewRulesToReview(t *testing.T) {
 	const db = "review_rules"
-	audDatabase(t, db)
-	audBigTable(t, db, "big")
-	for _, table := range []string{"doomed", "emptied", "renamed"} {
+	setup := freshDatabase(t, db)
+	for _, table := range []string{"big", "doomed", "emptied", "renamed"} {
 		audBigTable(t, db, table)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, cluster.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close(ctx)
 	if err := execEach(ctx, setup, "CREATE INDEX big_c_idx ON big (c)", "CREATE INDEX big_v_idx ON big (v)"); err != nil {
 		t.Fatal(err)
 	}
@@ -61,6 +53,7 @@ func TestProxyLeavesReviewRulesToReview(t *testing.T) {
 			enfMustExec(t, conn, "BEGIN")
 		}
 		sql := c.sql
+		var err error
 		if c.extended != "" {
 			sql = c.extended
 			_, err = conn.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Close()

@@ -25,24 +25,16 @@ import (
 // taken as large, and ddlguard answers at once.
 func TestYoungTablesAreMeasured(t *testing.T) {
 	const db = "young_tables"
-	audDatabase(t, db)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	setup, err := pgx.Connect(ctx, cluster.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer setup.Close(ctx)
-	if err := execEach(ctx, setup,
+	setup := freshDatabase(t, db,
 		"CREATE TABLE young_simple (id bigint NOT NULL, a int, b int)",
 		"CREATE TABLE young_extended (id bigint NOT NULL, a int, b int)",
 		"CREATE TABLE young_locked (id bigint NOT NULL, a int, b int)",
 		"CREATE TABLE young_monitor (id bigint NOT NULL, a int, b int)",
 		"CREATE TABLE young_big (id bigint NOT NULL, a int, b int, pad text)",
 		"INSERT INTO young_big SELECT g, g, g, repeat('x', 100) FROM generate_series(1, 120000) g",
-	); err != nil {
-		t.Fatal(err)
-	}
+	)
 	if got := enfValue(t, setup, "SELECT pg_relation_size('young_big') > 10 * 1024 * 1024"); got != "true" {
 		t.Fatalf("young_big is not over small_table_bytes: %s", got)
 	}
@@ -133,4 +125,23 @@ func wantRefused(t *testing.T, err error, rule string) {
 	if pe == nil || pe.Code != proxy.CodeRejected || !strings.HasPrefix(pe.Message, "ddlguard: "+rule+": ") {
 		t.Fatalf("got %v, want a refusal by %s", err, rule)
 	}
+}
+
+// freshDatabase recreates db (dropped at test end) and runs sqls in it as
+// pgcluster.RoleSCRAM; it returns that role's direct connection to it,
+// closed at test end.
+func freshDatabase(t *testing.T, db string, sqls ...string) *pgx.Conn {
+	t.Helper()
+	audDatabase(t, db)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, cluster.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	if err := execEach(ctx, conn, sqls...); err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }
