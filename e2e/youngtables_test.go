@@ -145,3 +145,62 @@ func freshDatabase(t *testing.T, db string, sqls ...string) *pgx.Conn {
 	}
 	return conn
 }
+
+// Work under a held ACCESS EXCLUSIVE lock is judged by the held table's
+// size: a migration transaction that adds a column and backfills it with
+// separate statements applies on a small young table, from the simple and
+// the extended protocol; the same backfill of a table over
+// small_table_bytes is refused (statement-after-access-exclusive).
+func TestWorkUnderHeldLockIsJudgedBySize(t *testing.T) {
+	const db = "held_lock_work"
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	setup := freshDatabase(t, db,
+		"CREATE TABLE held_small (id bigint PRIMARY KEY, a int)",
+		"INSERT INTO held_small SELECT g, g FROM generate_series(1, 300) g",
+		"CREATE TABLE held_big (id bigint PRIMARY KEY, a int, pad text)",
+		"INSERT INTO held_big SELECT g, g, repeat('x', 100) FROM generate_series(1, 120000) g",
+	)
+	if got := enfValue(t, setup, "SELECT pg_relation_size('held_big') > 10 * 1024 * 1024"); got != "true" {
+		t.Fatalf("held_big is not over small_table_bytes: %s", got)
+	}
+	p := startGuardProxy(t, guard.DefaultConfig())
+	for _, extended := range []bool{false, true} {
+		conn, _ := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
+		run := func(sql string) error {
+			if extended {
+				_, err := conn.PgConn().ExecParams(ctx, sql, nil, nil, nil, nil).Close()
+				return err
+			}
+			_, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol)
+			return err
+		}
+		col := "b"
+		if extended {
+			col = "c"
+		}
+		for _, sql := range []string{
+			"BEGIN",
+			"ALTER TABLE held_small ADD COLUMN " + col + " int",
+			"UPDATE held_small SET " + col + " = a * 2",
+			"DELETE FROM held_small WHERE id > 290",
+			"COMMIT",
+		} {
+			if err := run(sql); err != nil {
+				t.Fatalf("%s (extended protocol %v) on a small table: %v", sql, extended, err)
+			}
+		}
+		for _, sql := range []string{"BEGIN", "ALTER TABLE held_big ADD COLUMN " + col + " int"} {
+			if err := run(sql); err != nil {
+				t.Fatalf("%s (extended protocol %v): %v", sql, extended, err)
+			}
+		}
+		wantRefused(t, run("UPDATE held_big SET "+col+" = a * 2"), "statement-after-access-exclusive")
+		if err := run("ROLLBACK"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := enfValue(t, setup, "SELECT count(*) || ' ' || sum(b) || ' ' || sum(c) FROM held_small"); got != "290 84390 84390" {
+		t.Errorf("held_small after the migrations: %s, want 290 rows backfilled", got)
+	}
+}

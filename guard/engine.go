@@ -112,17 +112,32 @@ func (g *Guard) Config() Config { return g.cfg }
 // statements lock at SHARE or stronger or scan, build or rewrite (their
 // RelationFacts), and domains, those of ALTER DOMAIN statements that lock
 // and scan every relation with a column of the domain (their DomainFacts).
-// The answer is kept with the text's parse in the parse cache, so asking
-// again for the same text does not analyse it again; the slices are shared
-// with the cache and must not be modified. Nothing for strings the
-// pre-check clears.
-func (g *Guard) FactsNeeded(sql string) (relations, domains []string) {
-	if !MightBeGuarded(sql) {
+// While sess's transaction holds ACCESS EXCLUSIVE (sess may be nil), the
+// held relations the string's queries and DML name are needed too, by the
+// name they are held under: work on them runs under that lock, and how
+// long it runs depends on their size. The answer is kept with the text's
+// parse in the parse cache, so asking again for the same text does not
+// analyse it again; the slices may be shared with the cache and must not
+// be modified. Nothing for strings the pre-check clears outside such a
+// transaction.
+func (g *Guard) FactsNeeded(sql string, sess *Session) (relations, domains []string) {
+	holds := sess != nil && sess.holdsAccessExclusive()
+	if !holds && !MightBeGuarded(sql) {
 		return nil, nil
 	}
 	p := g.cache.get(sql)
 	p.factsOnce.Do(func() { p.facts = neededFacts(p.stmts) })
-	return slices.Clip(p.facts.relations), slices.Clip(p.facts.domains)
+	relations, domains = slices.Clip(p.facts.relations), slices.Clip(p.facts.domains)
+	if holds {
+		for _, rel := range p.facts.data {
+			for h, m := range sess.Tx.Held {
+				if m >= AccessExclusive && sameRelationName(h, rel) && !slices.Contains(relations, h) {
+					relations = append(relations, h)
+				}
+			}
+		}
+	}
+	return relations, domains
 }
 
 // neededFacts is FactsNeeded's pass over the statements of a string.
@@ -138,6 +153,11 @@ func neededFacts(stmts []parsedStmt) factsNeeded {
 		for _, l := range s.locks {
 			if (l.Mode >= Share || l.Work.Slow()) && l.Relation != allRelations {
 				need.relations = appendUnique(need.relations, l.Relation)
+			}
+		}
+		if afterAEDataStatement(ps.node) {
+			for _, rel := range afterAERelations(ps.node) {
+				need.data = appendUnique(need.data, rel)
 			}
 		}
 		if d := ps.node.GetAlterDomainStmt(); d != nil && domainScans(d) {

@@ -77,7 +77,7 @@ func TestFactsNeededIsRelationsAndDomains(t *testing.T) {
 	}
 	g := mustGuard(t, DefaultConfig())
 	for _, c := range cases {
-		relations, domains := g.FactsNeeded(c.sql)
+		relations, domains := g.FactsNeeded(c.sql, nil)
 		if !slices.Equal(relations, c.relations) || !slices.Equal(domains, c.domains) {
 			t.Errorf("%q: FactsNeeded = %q, %q; want %q, %q", c.sql, relations, domains, c.relations, c.domains)
 		}
@@ -92,8 +92,8 @@ func TestFactsNeededIsRelationsAndDomains(t *testing.T) {
 func TestFactsNeededIsCachedWithTheParse(t *testing.T) {
 	g := mustGuard(t, DefaultConfig())
 	sql := "ALTER TABLE t ADD COLUMN c int; ALTER DOMAIN d VALIDATE CONSTRAINT c"
-	r1, d1 := g.FactsNeeded(sql)
-	r2, d2 := g.FactsNeeded(sql)
+	r1, d1 := g.FactsNeeded(sql, nil)
+	r2, d2 := g.FactsNeeded(sql, nil)
 	if len(r1) != 1 || len(d1) != 1 || &r1[0] != &r2[0] || &d1[0] != &d2[0] {
 		t.Fatalf("second ask analysed again: %q %q then %q %q", r1, d1, r2, d2)
 	}
@@ -102,5 +102,33 @@ func TestFactsNeededIsCachedWithTheParse(t *testing.T) {
 	}
 	if cap(r1) != len(r1) || cap(d1) != len(d1) {
 		t.Fatalf("an append to the answer could write into the cache (cap %d, %d)", cap(r1), cap(d1))
+	}
+}
+
+// While the transaction holds ACCESS EXCLUSIVE, the held relations a query
+// or DML names are needed, by the name they are held under; others, and
+// any relation outside such a transaction, are not.
+func TestFactsNeededForWorkUnderAHeldLock(t *testing.T) {
+	g := mustGuard(t, DefaultConfig())
+	holding := &Session{InTransaction: true, Tx: TxState{Held: map[string]LockMode{"t": AccessExclusive, "s": Share}}}
+	cases := []struct {
+		sql       string
+		sess      *Session
+		relations []string
+	}{
+		{sql: "UPDATE t SET a = 1", sess: holding, relations: []string{"t"}},
+		{sql: "UPDATE public.t SET a = 1 WHERE b IN (SELECT b FROM u)", sess: holding, relations: []string{"t"}},
+		{sql: "DELETE FROM s WHERE a = 1", sess: holding},
+		{sql: "INSERT INTO schema_migrations VALUES (1)", sess: holding},
+		{sql: "SELECT count(*) FROM t", sess: holding, relations: []string{"t"}},
+		{sql: "UPDATE t SET a = 1", sess: &Session{}},
+		{sql: "UPDATE t SET a = 1", sess: nil},
+		{sql: "CREATE INDEX i ON u (a); UPDATE t SET a = 1", sess: holding, relations: []string{"u", "t"}},
+	}
+	for _, c := range cases {
+		relations, _ := g.FactsNeeded(c.sql, c.sess)
+		if !slices.Equal(relations, c.relations) {
+			t.Errorf("%q: FactsNeeded = %q, want %q", c.sql, relations, c.relations)
+		}
 	}
 }

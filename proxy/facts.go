@@ -80,7 +80,7 @@ func (fc *factsCache) Domain(name string) (guard.DomainFacts, bool) {
 // domains whose relations it locks, asking the server for those not cached
 // when it may (canAsk).
 func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Facts {
-	names, domains := g.FactsNeeded(sql)
+	names, domains := g.FactsNeeded(sql, &c.gsess)
 	if len(names) == 0 && len(domains) == 0 {
 		return &c.facts
 	}
@@ -151,7 +151,7 @@ func stale(names []string, at map[string]time.Time, now time.Time) []string {
 // DOMAIN that scans (VALIDATE CONSTRAINT), the domain's relations, which
 // it locks; other steps are planned from their own locks alone.
 func (c *clientConn) stepFacts(g *guard.Guard, step string) guard.Facts {
-	if _, domains := g.FactsNeeded(step); len(domains) == 0 {
+	if _, domains := g.FactsNeeded(step, nil); len(domains) == 0 {
 		return guard.NoFacts{}
 	}
 	return c.factsFor(g, step, true)
