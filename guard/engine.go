@@ -112,7 +112,8 @@ func (g *Guard) Config() Config { return g.cfg }
 // statements lock at SHARE or stronger or scan, build or rewrite (their
 // RelationFacts), and domains, those of ALTER DOMAIN statements that lock
 // and scan every relation with a column of the domain (their DomainFacts).
-// While sess's transaction holds ACCESS EXCLUSIVE (sess may be nil), the
+// Relations sess's transaction created, and its temporary ones, need no
+// facts (sess may be nil). While sess's transaction holds ACCESS EXCLUSIVE, the
 // held relations the string's queries and DML name are needed too, by the
 // name they are held under: work on them runs under that lock, and how
 // long it runs depends on their size. The answer is kept with the text's
@@ -128,6 +129,9 @@ func (g *Guard) FactsNeeded(sql string, sess *Session) (relations, domains []str
 	p := g.cache.get(sql)
 	p.factsOnce.Do(func() { p.facts = neededFacts(p.stmts) })
 	relations, domains = slices.Clip(p.facts.relations), slices.Clip(p.facts.domains)
+	if sess != nil && slices.ContainsFunc(relations, sess.isNew) {
+		relations = slices.DeleteFunc(slices.Clone(relations), sess.isNew)
+	}
 	if holds {
 		for _, rel := range p.facts.data {
 			for h, m := range sess.Tx.Held {
@@ -296,6 +300,10 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock, facts
 	s := stmt{parsedStmt: ps, sess: sess, facts: facts, inBlock: inBlock, factsFresh: factsFresh}
 	s.small = g.cfg.smallTableBytes(sess)
 	s.analyze()
+	for i := range s.locks {
+		l := &s.locks[i]
+		l.Held = sess.isNew(l.Relation) || (sess.InTransaction && sess.Tx.heldOn(l.Relation) >= l.Mode)
+	}
 	d.Kind, d.Locks, d.Effects, d.LocksUnknown = s.kind, s.locks, s.effects, s.locksUnknown
 
 	allowed := inlineAllows(ps.text)

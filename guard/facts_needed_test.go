@@ -107,10 +107,12 @@ func TestFactsNeededIsCachedWithTheParse(t *testing.T) {
 
 // While the transaction holds ACCESS EXCLUSIVE, the held relations a query
 // or DML names are needed, by the name they are held under; others, and
-// any relation outside such a transaction, are not.
+// any relation outside such a transaction, are not. Relations the
+// transaction created and temporary ones need none.
 func TestFactsNeededForWorkUnderAHeldLock(t *testing.T) {
 	g := mustGuard(t, DefaultConfig())
 	holding := &Session{InTransaction: true, Tx: TxState{Held: map[string]LockMode{"t": AccessExclusive, "s": Share}}}
+	created := &Session{InTransaction: true, Tx: TxState{Created: map[string]bool{"n": true}}, Temp: map[string]bool{"tmp": true}}
 	cases := []struct {
 		sql       string
 		sess      *Session
@@ -124,6 +126,8 @@ func TestFactsNeededForWorkUnderAHeldLock(t *testing.T) {
 		{sql: "UPDATE t SET a = 1", sess: &Session{}},
 		{sql: "UPDATE t SET a = 1", sess: nil},
 		{sql: "CREATE INDEX i ON u (a); UPDATE t SET a = 1", sess: holding, relations: []string{"u", "t"}},
+		{sql: "CREATE INDEX i ON n (a); CREATE INDEX j ON tmp (a); ALTER TABLE u ADD CHECK (a > 0)", sess: created, relations: []string{"u"}},
+		{sql: "CREATE INDEX i ON n (a)", sess: created},
 	}
 	for _, c := range cases {
 		relations, _ := g.FactsNeeded(c.sql, c.sess)

@@ -129,4 +129,8 @@ type Lock struct {
 	// Created: the statement creates this relation, so nobody can be
 	// waiting for it.
 	Created bool
+	// Held: before this statement the transaction already created the
+	// relation or held this mode or a stronger one on it, so no other
+	// session can hold a conflicting lock (taking it again cannot wait).
+	Held bool
 }

@@ -111,7 +111,11 @@ func conflicting(m guard.LockMode) []string {
 // preflightQuery reads the session's timeouts and the sessions holding or
 // waiting for conflicting locks on the targets. Like the facts query it
 // takes no lock on user tables and cannot raise an error.
+// With no targets it reads the timeouts alone.
 func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
+	if len(targets) == 0 {
+		return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'), NULL::json`, nil
+	}
 	rows := []string{"(NULL::text, NULL::text, NULL::name, '{}'::text[])"}
 	for _, l := range targets {
 		nsp, rel, err := nameLiterals(l.Relation)
@@ -186,13 +190,20 @@ func describeBlockers(pf *preflight) string {
 	return strings.Join(parts, "\n")
 }
 
-// checkedTargets are the plan's locks the blocker check looks at (none
-// when it is off).
+// checkedTargets are the plan's locks the blocker check looks at: none
+// when it is off, and none the transaction already holds (no other session
+// can hold a conflicting lock on those).
 func (c *clientConn) checkedTargets(p *timeoutPlan) []guard.Lock {
 	if c.srv.cfg.Exec.NoBlockerCheck {
 		return nil
 	}
-	return p.targets
+	var out []guard.Lock
+	for _, l := range p.targets {
+		if !l.Held {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // runPreflight asks the client's connection for the session's settings
