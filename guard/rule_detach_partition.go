@@ -11,7 +11,9 @@ import (
 // detach CONCURRENTLY (SHARE UPDATE EXCLUSIVE on the parent), with the same
 // end state, unless the parent has a DEFAULT partition. Where CONCURRENTLY is
 // not available (PostgreSQL 13, a DEFAULT partition) there is nothing safer
-// and the statement just runs with the lock timeout.
+// and the statement just runs with the lock timeout; inside a transaction
+// block, where CONCURRENTLY cannot run either, it runs with the lock timeout
+// and a warning (the detach itself is metadata, its danger the queue).
 type detachPartitionRule struct{}
 
 func init() { register(detachPartitionRule{}) }
@@ -47,5 +49,6 @@ func (detachPartitionRule) Check(s *Statement) *Finding {
 	f := s.finding(parent, why, s.concurrentlyHint(safe))
 	f.Rewrite = []string{safe}
 	f.RewriteOutsideTxOnly = true
+	f.QueueOnly = true // a detach is metadata: its danger is the queue
 	return f
 }

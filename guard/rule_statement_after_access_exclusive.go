@@ -66,9 +66,11 @@ func (statementAfterAccessExclusiveRule) Check(s *Statement) *Finding {
 			continue
 		}
 		if h := heldAs(l.Relation); h == "" {
-			if l.Mode >= Share && (!l.Work.Slow() || s.isSmall(l.Relation)) {
-				// A quick DDL lock on another table: the deadlock-order
-				// case of several-tables-in-transaction, with its own mode.
+			if !l.Work.Slow() || s.isSmall(l.Relation) {
+				// Quick DDL on another relation (renaming the held table's
+				// index, say): the wait is bounded by the lock timeout, and
+				// a strong lock is the deadlock-order case of
+				// several-tables-in-transaction, with its own mode.
 				continue
 			}
 			why := "while this transaction already holds " + AccessExclusive.String() + " on " +

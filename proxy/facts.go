@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"slices"
 	"time"
 
 	"github.com/ddlguard/ddlguard/guard"
@@ -89,26 +90,16 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 	if (len(missing) == 0 && len(missingDomains) == 0) || (!canAsk && c.srv.cfg.MonitorFacts == nil) {
 		return &c.facts
 	}
-	if len(missing) > 0 {
-		got, err := askCatalogs(c, c.catalogs(canAsk), "catalog facts", func(k catalog) (map[string]*guard.RelationFacts, error) {
-			return k.relationFacts(missing)
-		})
-		if err != nil {
-			c.srv.log.Debug("catalog facts unavailable", "conn_id", c.id, "err", err)
-		} else {
-			if c.facts.at == nil {
-				c.facts.at = make(map[string]time.Time)
-				c.facts.m = make(map[string]*guard.RelationFacts)
-			}
-			// Only names the answer has a row for are known (a row with
-			// no facts: no such relation); others stay unknown.
-			for _, n := range missing {
-				f, ok := got[n]
-				if !ok {
-					continue
+	// An index's facts name its table, whose size is what building the
+	// index again costs: asked in a second round when not cached.
+	for round := 0; round < 2 && len(missing) > 0; round++ {
+		got := c.askRelationFacts(missing, canAsk, now)
+		missing = nil
+		for _, f := range got {
+			if f != nil && f.Table != "" && !slices.Contains(missing, f.Table) {
+				if stale([]string{f.Table}, c.facts.at, now) != nil {
+					missing = append(missing, f.Table)
 				}
-				c.facts.at[n] = now
-				c.facts.m[n] = f
 			}
 		}
 	}
@@ -134,6 +125,32 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 		}
 	}
 	return &c.facts
+}
+
+// askRelationFacts asks the catalog for the facts of names and caches the
+// answer; only names the answer has a row for are known (a row with no
+// facts: no such relation), others stay unknown.
+func (c *clientConn) askRelationFacts(names []string, canAsk bool, now time.Time) map[string]*guard.RelationFacts {
+	got, err := askCatalogs(c, c.catalogs(canAsk), "catalog facts", func(k catalog) (map[string]*guard.RelationFacts, error) {
+		return k.relationFacts(names)
+	})
+	if err != nil {
+		c.srv.log.Debug("catalog facts unavailable", "conn_id", c.id, "err", err)
+		return nil
+	}
+	if c.facts.at == nil {
+		c.facts.at = make(map[string]time.Time)
+		c.facts.m = make(map[string]*guard.RelationFacts)
+	}
+	for _, n := range names {
+		f, ok := got[n]
+		if !ok {
+			continue
+		}
+		c.facts.at[n] = now
+		c.facts.m[n] = f
+	}
+	return got
 }
 
 // stale lists the names not asked for within factsTTL.

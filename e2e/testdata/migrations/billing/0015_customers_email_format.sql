@@ -1,0 +1,3 @@
+-- +goose Up
+ALTER TABLE customers
+    ADD CONSTRAINT customers_email_format CHECK (email LIKE '%_@_%') NOT VALID;

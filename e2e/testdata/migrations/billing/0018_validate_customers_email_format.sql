@@ -1,0 +1,2 @@
+-- +goose Up
+ALTER TABLE customers VALIDATE CONSTRAINT customers_email_format;

@@ -1,0 +1,3 @@
+-- +goose Up
+ALTER TABLE payments DETACH PARTITION payments_wallet;
+ALTER TABLE payments_wallet RENAME TO payments_wallet_legacy;

@@ -1,0 +1,4 @@
+-- runner: statements
+-- +goose NO TRANSACTION
+-- +goose Up
+REFRESH MATERIALIZED VIEW CONCURRENTLY monthly_revenue;

@@ -1,0 +1,1 @@
+ALTER TYPE user_presence ADD VALUE IF NOT EXISTS 'busy' BEFORE 'offline';

@@ -1,0 +1,1 @@
+ALTER TABLE notifications VALIDATE CONSTRAINT fk_rails_b080fb4855;

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS index_messages_on_room_id;

@@ -1,0 +1,1 @@
+REINDEX INDEX CONCURRENTLY index_messages_on_room_id_and_created_at;

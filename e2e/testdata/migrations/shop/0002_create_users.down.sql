@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS users;
+DROP DOMAIN IF EXISTS email_address;
+DROP TYPE IF EXISTS user_status;

@@ -1,0 +1,2 @@
+-- runner: statements
+ALTER TYPE order_status ADD VALUE IF NOT EXISTS 'refunded' AFTER 'shipped';
