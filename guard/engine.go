@@ -108,10 +108,12 @@ func New(cfg Config) (*Guard, error) {
 func (g *Guard) Config() Config { return g.cfg }
 
 // FactsNeeded lists what the caller should fetch before Ask, in one pass
-// over the statements of sql analysed without facts: relations, those the
-// statements lock at SHARE or stronger or scan, build or rewrite (their
-// RelationFacts), and domains, those of ALTER DOMAIN statements that lock
-// and scan every relation with a column of the domain (their DomainFacts).
+// over the statements of sql decided without facts: relations, those the
+// statements scan, build or rewrite and those the analysis and the rules
+// look up (their RelationFacts; a statement whose decision no fact can
+// change, such as ADD COLUMN without a default, needs none), and domains,
+// those of ALTER DOMAIN statements that lock and scan every relation with a
+// column of the domain (their DomainFacts).
 // Relations sess's transaction created, and its temporary ones, need no
 // facts (sess may be nil). While sess's transaction holds ACCESS EXCLUSIVE, the
 // held relations the string's queries and DML name are needed too, by the
@@ -128,9 +130,25 @@ func (g *Guard) FactsNeeded(sql string, sess *Session) (relations, domains []str
 	}
 	p := g.cache.get(sql)
 	p.factsOnce.Do(func() { p.facts = neededFacts(p.stmts) })
-	relations, domains = slices.Clip(p.facts.relations), slices.Clip(p.facts.domains)
-	if sess != nil && slices.ContainsFunc(relations, sess.isNew) {
-		relations = slices.DeleteFunc(slices.Clone(relations), sess.isNew)
+	domains = slices.Clip(p.facts.domains)
+	forSession := sess
+	if forSession == nil {
+		forSession = &Session{}
+	}
+	for _, l := range p.facts.lookups {
+		if slices.Contains(relations, l.relation) || forSession.isNew(l.relation) {
+			continue
+		}
+		if l.rule != "" {
+			r := ruleByID(l.rule)
+			if r == nil || g.cfg.ruleConfig(r, forSession).Mode != Enforce {
+				continue
+			}
+			if lo, ok := r.(lintOnly); ok && lo.LintOnly() && !g.cfg.Lint {
+				continue
+			}
+		}
+		relations = append(relations, l.relation)
 	}
 	if holds {
 		for _, rel := range p.facts.data {
@@ -144,24 +162,58 @@ func (g *Guard) FactsNeeded(sql string, sess *Session) (relations, domains []str
 	return relations, domains
 }
 
-// neededFacts is FactsNeeded's pass over the statements of a string.
+// neededFacts is FactsNeeded's pass over the statements of a string,
+// decided with every fact unknown (factsRecorder): the relations the
+// analysis and each rule look up, those a statement does slow work on, and
+// the relations a query or DML names after an earlier statement of the
+// string took ACCESS EXCLUSIVE on them; the domains of ALTER DOMAIN
+// statements that scan.
 func neededFacts(stmts []parsedStmt) factsNeeded {
 	var need factsNeeded
 	sess := Session{}
+	var exclusive []string // relations the string locks ACCESS EXCLUSIVE so far
 	for _, ps := range stmts {
 		if ps.node == nil {
 			continue
 		}
-		s := stmt{parsedStmt: ps, sess: &sess, facts: NoFacts{}}
+		rec := &factsRecorder{}
+		// small > 0 so that size checks look their relations up.
+		s := stmt{parsedStmt: ps, sess: &sess, facts: rec, factsFresh: true, small: 1}
 		s.analyze()
 		for _, l := range s.locks {
-			if (l.Mode >= Share || l.Work.Slow()) && l.Relation != allRelations {
-				need.relations = appendUnique(need.relations, l.Relation)
+			if l.Work.Slow() && l.Relation != allRelations {
+				need.lookups = appendLookup(need.lookups, factsLookup{relation: l.Relation})
+			}
+		}
+		s.slowOnExistingLarge()
+		for _, r := range registry {
+			// A rule that finds nothing with every fact unknown (taken as
+			// large, existing, of unknown types) finds nothing with facts
+			// either: its lookups do not matter.
+			rec.rule = r.ID()
+			seen := len(rec.lookups)
+			if r.Check(&s) == nil {
+				rec.lookups = rec.lookups[:seen]
+			}
+		}
+		for _, l := range rec.lookups {
+			if l.relation != allRelations {
+				need.lookups = appendLookup(need.lookups, l)
 			}
 		}
 		if afterAEDataStatement(ps.node) {
 			for _, rel := range afterAERelations(ps.node) {
 				need.data = appendUnique(need.data, rel)
+				for _, x := range exclusive {
+					if sameRelationName(x, rel) {
+						need.lookups = appendLookup(need.lookups, factsLookup{relation: x})
+					}
+				}
+			}
+		}
+		for _, l := range s.locks {
+			if l.Mode == AccessExclusive && l.Relation != allRelations {
+				exclusive = appendUnique(exclusive, l.Relation)
 			}
 		}
 		if d := ps.node.GetAlterDomainStmt(); d != nil && domainScans(d) {
@@ -169,6 +221,45 @@ func neededFacts(stmts []parsedStmt) factsNeeded {
 		}
 	}
 	return need
+}
+
+// factsLookup is a relation whose facts the guard looks up: for the
+// analysis or the engine (rule "": always needed), or for one rule (needed
+// where that rule is enforced: a rule that only warns decides nothing).
+type factsLookup struct{ relation, rule string }
+
+// appendLookup appends l unless the list has it, or has its relation for
+// every rule.
+func appendLookup(list []factsLookup, l factsLookup) []factsLookup {
+	for _, x := range list {
+		if x.relation == l.relation && (x.rule == l.rule || x.rule == "") {
+			return list
+		}
+	}
+	return append(list, l)
+}
+
+// factsRecorder knows no facts and records the relations looked up, for
+// the rule being checked ("" outside the rules). Whether a relation is
+// absent matters only to a rule (without one, a statement on an absent
+// relation fails on the server whatever the guard decides).
+type factsRecorder struct {
+	rule    string
+	lookups []factsLookup
+}
+
+func (r *factsRecorder) Relation(name string) (RelationFacts, bool) {
+	r.lookups = appendLookup(r.lookups, factsLookup{name, r.rule})
+	return RelationFacts{}, false
+}
+
+func (r *factsRecorder) Domain(string) (DomainFacts, bool) { return DomainFacts{}, false }
+
+func (r *factsRecorder) Absent(name string) bool {
+	if r.rule != "" {
+		r.lookups = appendLookup(r.lookups, factsLookup{name, r.rule})
+	}
+	return false
 }
 
 // NeedsDecision reports, without parsing and without allocating, whether

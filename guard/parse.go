@@ -30,10 +30,13 @@ type parsed struct {
 	facts     factsNeeded
 }
 
-// factsNeeded are the relations and domains whose facts a string needs,
-// and data: the relations its queries and DML name (needed while the
-// session holds ACCESS EXCLUSIVE on one of them).
-type factsNeeded struct{ relations, domains, data []string }
+// factsNeeded are the lookups of relation facts a string's decisions make,
+// the domains whose facts it needs, and data: the relations its queries and
+// DML name (needed while the session holds ACCESS EXCLUSIVE on one of them).
+type factsNeeded struct {
+	lookups       []factsLookup
+	domains, data []string
+}
 
 // parseSQL reads sql with the real PostgreSQL parser. When the whole string
 // does not parse, it is split at top-level semicolons with the real lexer and

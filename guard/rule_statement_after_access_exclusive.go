@@ -66,11 +66,13 @@ func (statementAfterAccessExclusiveRule) Check(s *Statement) *Finding {
 			continue
 		}
 		if h := heldAs(l.Relation); h == "" {
-			if !l.Work.Slow() || s.isSmall(l.Relation) {
-				// Quick DDL on another relation (renaming the held table's
-				// index, say): the wait is bounded by the lock timeout, and
-				// a strong lock is the deadlock-order case of
-				// several-tables-in-transaction, with its own mode.
+			// ANALYZE reads a sample of the table under its weak lock:
+			// work, not a quick DDL.
+			quickDDL := l.Mode >= Share || n.GetVacuumStmt() == nil
+			if quickDDL && (!l.Work.Slow() || s.isSmall(l.Relation)) {
+				// A quick DDL on another relation (renaming or commenting
+				// on it, a strong lock's deadlock-order case of
+				// several-tables-in-transaction with its own mode).
 				continue
 			}
 			why := "while this transaction already holds " + AccessExclusive.String() + " on " +

@@ -100,6 +100,22 @@ func (s *stmt) existing(rel string) bool {
 	return !s.sess.isNew(rel) && !(s.factsFresh && absent(s.facts, rel))
 }
 
+// ifExists: the statement says IF EXISTS, so on an absent relation it does
+// nothing (without IF EXISTS the server reports the missing relation).
+func (s *stmt) ifExists() bool {
+	switch n := s.node.Node.(type) {
+	case *pg_query.Node_DropStmt:
+		return n.DropStmt.MissingOk
+	case *pg_query.Node_AlterTableStmt:
+		return n.AlterTableStmt.MissingOk
+	case *pg_query.Node_RenameStmt:
+		return n.RenameStmt.MissingOk
+	case *pg_query.Node_AlterObjectSchemaStmt:
+		return n.AlterObjectSchemaStmt.MissingOk
+	}
+	return false
+}
+
 // alterTableCmd returns the single subcommand of an ALTER TABLE statement
 // (nil when the statement is not ALTER TABLE or has several subcommands).
 func (s *stmt) alterTableCmd() (*pg_query.AlterTableStmt, *pg_query.AlterTableCmd) {

@@ -116,9 +116,9 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
 	if len(targets) == 0 {
 		return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'), NULL::json`, nil
 	}
-	rows := []string{"(NULL::text, NULL::text, NULL::name, '{}'::text[])"}
+	rows := []string{"(NULL::text, NULL::oid, '{}'::text[])"}
 	for _, l := range targets {
-		nsp, rel, err := nameLiterals(l.Relation)
+		oid, err := relationOIDSQL(l.Relation)
 		if err != nil {
 			return "", err
 		}
@@ -126,7 +126,7 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
 		for _, m := range conflicting(l.Mode) {
 			modes = append(modes, sqlLiteral(m))
 		}
-		rows = append(rows, fmt.Sprintf("(%s, %s, %s, ARRAY[%s]::text[])", sqlLiteral(l.Relation), nsp, rel, strings.Join(modes, ",")))
+		rows = append(rows, fmt.Sprintf("(%s, %s, ARRAY[%s]::text[])", sqlLiteral(l.Relation), oid, strings.Join(modes, ",")))
 	}
 	return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'),
  (SELECT json_agg(json_build_object('pid', l.pid, 'user', a.usename, 'app', a.application_name,
@@ -135,9 +135,8 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
      'hidden', l.pid IS NOT NULL AND a.state IS NULL,
      'xact_age', extract(epoch FROM clock_timestamp() - a.xact_start), 'query', left(a.query, 200),
      'mode', l.mode, 'granted', l.granted, 'relation', t.name, 'gid', px.gid) ORDER BY l.granted DESC, a.xact_start)
-  FROM (VALUES ` + strings.Join(rows, ", ") + `) AS t(name, nsp, rel, modes)
-  JOIN LATERAL ` + resolveRelationSQL("t.nsp", "t.rel") + ` ON true
-  JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.relation = c.oid AND l.mode = ANY (t.modes)
+  FROM (VALUES ` + strings.Join(rows, ", ") + `) AS t(name, oid, modes)
+  JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.relation = t.oid AND l.mode = ANY (t.modes)
       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
       AND l.pid IS DISTINCT FROM ` + strconv.FormatUint(uint64(clientPID), 10) + `
   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid

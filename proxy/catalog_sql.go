@@ -11,23 +11,23 @@ import (
 )
 
 // factsQuery builds the catalog query for names ("rel" or "schema.rel", as
-// the guard reports them). Names are resolved as the session would resolve
-// them (search_path, pg_temp) by comparing with the catalogs, never by
-// parsing them. Sizes cover the whole partition tree. With exact, sizes are
-// pg_total_relation_size (which locks each relation ACCESS SHARE: only for
-// the monitor connection, under a short lock_timeout); otherwise relpages.
+// the guard reports them), each resolved as the session would resolve it
+// (relationOIDSQL). Sizes cover the whole partition tree. With exact, sizes
+// are pg_total_relation_size (which locks each relation ACCESS SHARE: only
+// for the monitor connection, under a short lock_timeout); otherwise
+// relpages.
 func factsQuery(names []string, exact bool) (string, error) {
 	var rows []string
 	for _, n := range names {
-		nsp, rel, err := nameLiterals(n)
+		oid, err := relationOIDSQL(n)
 		if err != nil {
 			return "", err
 		}
-		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, rel))
+		rows = append(rows, fmt.Sprintf("(%s, %s)", sqlLiteral(n), oid))
 	}
 	return `/* ddlguard catalog facts */ SELECT q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE ` + relationFactsJSON(exact) + ` END
-FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, rel)
-LEFT JOIN LATERAL ` + resolveRelationSQL("q.nsp", "q.rel") + ` ON true`, nil
+FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, oid)
+LEFT JOIN pg_catalog.pg_class c ON c.oid = q.oid`, nil
 }
 
 // relationFactsJSON is the JSON object of facts (factsRow) about the
@@ -183,6 +183,25 @@ func resolveRelationSQL(nsp, rel string) string {
 	return `(SELECT c.* FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
   WHERE c.relname = ` + rel + ` AND (n.nspname = ` + nsp + ` OR (` + nsp + ` IS NULL AND n.nspname = ANY (current_schemas(true))))
   ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) c`
+}
+
+// relationOIDSQL is an expression for the oid of the relation name
+// resolves to in the session, as PostgreSQL resolves it, or NULL; it takes
+// no lock and never raises an error (an error would abort the client's
+// transaction). An unqualified name goes through to_regclass, which
+// searches the session's search_path (pg_temp first, schemas it may not
+// use skipped); a qualified one is compared with the catalogs, since
+// to_regclass would raise an error for a schema without USAGE.
+func relationOIDSQL(name string) (string, error) {
+	nsp, rel, err := nameLiterals(name)
+	if err != nil {
+		return "", err
+	}
+	if nsp == "NULL" {
+		return "pg_catalog.to_regclass(" + sqlLiteral(`"`+strings.ReplaceAll(name, `"`, `""`)+`"`) + ")", nil
+	}
+	return `(SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  WHERE n.nspname = ` + nsp + ` AND c.relname = ` + rel + `)`, nil
 }
 
 // addFactsRow decodes one row (name, JSON or NULL for "no such relation").
