@@ -8,7 +8,7 @@ BIN     := bin/ddlguard
 VERSION ?=
 export GO VERSION
 
-.PHONY: all help deps build test check-deploy check-image schemacheck check-k8s helm check-helm check-compose check-packaging image fuzz soak demo bench bench-profile bench-seed fmt clean
+.PHONY: all help deps build test check-deploy check-image schemacheck check-k8s helm check-helm check-compose check-packaging image fuzz soak demo bench bench-profile bench-seed bench-migrate fmt clean
 
 all: build
 
@@ -30,6 +30,7 @@ help:
 	@echo '  bench  deps, then pgbench -S direct vs ddlguard vs PgBouncer (modes x 1/16/64 clients; BENCH_FLAGS)'
 	@echo '  bench-profile  deps, then a CPU profile of an in-process ddlguard under pgbench (ddlguard.cpu.pprof; BENCH_FLAGS)'
 	@echo '  bench-seed  deps, then the seed benchmark: readers vs. a blocked ALTER, direct and through ddlguard (BENCH_FLAGS)'
+	@echo '  bench-migrate  deps, then the migration-history corpus direct vs through ddlguard, psql and pgx runners (BENCH_MIGRATE_RUNS, default 3)'
 	@echo '  fmt    gofmt all Go files'
 	@echo '  clean  remove build and coverage outputs'
 
@@ -142,6 +143,15 @@ bench-profile: deps
 BENCH_FLAGS ?=
 bench-seed: deps
 	$(GO) run ./cmd/ddlguard-bench seed $(BENCH_FLAGS)
+
+# What ddlguard costs a migration: e2e/testdata/migrations applied
+# directly and through an in-process ddlguard (no configuration), by psql
+# (a process and a connection per file) and by a pgx extended-protocol
+# runner (one connection, one Parse/Bind/Execute/Sync per statement). Prints
+# direct-ms/op, ddlguard-ms/op, their ratio and added-us/statement.
+BENCH_MIGRATE_RUNS ?= 3
+bench-migrate: deps
+	$(GO) test -count=1 -run '^$$' -bench '^BenchmarkMigrationHistories$$' -benchtime $(BENCH_MIGRATE_RUNS)x -timeout 30m ./e2e
 
 fmt:
 	$(GO) fmt ./...
