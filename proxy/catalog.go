@@ -103,23 +103,40 @@ func (s sessionCatalog) domainFacts(names []string) (map[string]*guard.DomainFac
 }
 
 // preflight asks without waiting for the server to be idle: the caller has
-// waited for a sync point.
+// waited for a sync point. The sessions in the way are described only when
+// a first, lighter query finds a conflicting lock.
 func (s sessionCatalog) preflight(targets []guard.Lock) (*preflight, error) {
-	q, err := preflightQuery(targets, s.c.sess.backendPID)
-	if err != nil {
-		return nil, err
+	build := conflictsQuery
+	if len(targets) == 0 {
+		build = preflightQuery
 	}
-	frames, err := s.c.internalQuery(q, factsWait)
-	if err != nil {
-		return nil, err
+	for {
+		q, err := build(targets, s.c.sess.backendPID)
+		if err != nil {
+			return nil, err
+		}
+		frames, err := s.c.internalQuery(q, factsWait)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := dataRows(frames, 3)
+		if err != nil || len(rows) != 1 {
+			return nil, fmt.Errorf("preflight: %v", err)
+		}
+		if string(rows[0][2]) == "t" {
+			build = preflightQuery // a conflict: who is it?
+			continue
+		}
+		return preflightFromRow(rows[0])
 	}
-	rows, err := dataRows(frames, 3)
-	if err != nil || len(rows) != 1 {
-		return nil, fmt.Errorf("preflight: %v", err)
-	}
-	pf := &preflight{lockTimeout: string(rows[0][0]), idleTimeout: string(rows[0][1]), settingsKnown: true}
-	if rows[0][2] != nil {
-		if err := json.Unmarshal(rows[0][2], &pf.blockers); err != nil {
+}
+
+// preflightFromRow reads a preflight answer: the two timeouts and the
+// blockers (JSON, or NULL or false for none).
+func preflightFromRow(row [][]byte) (*preflight, error) {
+	pf := &preflight{lockTimeout: string(row[0]), idleTimeout: string(row[1]), settingsKnown: true}
+	if row[2] != nil && string(row[2]) != "f" {
+		if err := json.Unmarshal(row[2], &pf.blockers); err != nil {
 			return nil, fmt.Errorf("preflight blockers: %w", err)
 		}
 	}
