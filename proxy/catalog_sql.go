@@ -80,7 +80,9 @@ func relationFactsJSON(exact bool) string {
 }
 
 // domainFactsQuery builds the catalog query for domains (names as the
-// guard reports them), resolved as the session would resolve a type name:
+// guard reports them), resolved as the session would resolve a type name
+// (the domain and the domains over it collected once per name, not per
+// column of pg_attribute):
 // for each, the relations (not indexes) with a live column of the domain
 // or of a domain over it, named as the guard names relations (qualified
 // only when the search_path does not find them), with their facts.
@@ -99,15 +101,15 @@ func domainFactsQuery(names []string, exact bool) (string, error) {
         'columns', u.cols, 'facts', ` + relationFactsJSON(exact) + `) ORDER BY n.nspname, c.relname)
       FROM (SELECT a.attrelid, array_agg(a.attname::text ORDER BY a.attnum) AS cols
           FROM pg_catalog.pg_attribute a
-          WHERE a.atttypid IN (WITH RECURSIVE doms(oid) AS (SELECT t.oid UNION
-                SELECT d.oid FROM pg_catalog.pg_type d JOIN doms ON d.typbasetype = doms.oid WHERE d.typtype = 'd')
-              SELECT oid FROM doms)
-            AND a.attnum > 0 AND NOT a.attisdropped
+          WHERE a.atttypid = ANY (t.doms) AND a.attnum > 0 AND NOT a.attisdropped
           GROUP BY a.attrelid) u
       JOIN pg_catalog.pg_class c ON c.oid = u.attrelid AND c.relkind NOT IN ('i', 'I')
       JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace), '[]'::json)) END
 FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, nsp, typ)
-LEFT JOIN LATERAL (SELECT t.oid FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN LATERAL (SELECT t.oid, (WITH RECURSIVE doms(oid) AS (SELECT t.oid UNION
+        SELECT d.oid FROM pg_catalog.pg_type d JOIN doms ON d.typbasetype = doms.oid WHERE d.typtype = 'd')
+      SELECT array_agg(oid) FROM doms) AS doms
+  FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
   WHERE t.typname = q.typ AND t.typtype = 'd'
     AND (n.nspname = q.nsp OR (q.nsp IS NULL AND n.nspname = ANY (current_schemas(true))))
   ORDER BY array_position(current_schemas(true), n.nspname) LIMIT 1) t ON true`, nil

@@ -357,6 +357,28 @@ ALTER TABLE lf_part ADD COLUMN z float8 DEFAULT random();
 -- next
 CREATE TABLE lf_part_9 PARTITION OF lf_part FOR VALUES FROM (9000) TO (10000);
 -- next
+-- On a partitioned parent: a column without default is metadata on every partition.
+ALTER TABLE lf_part ADD COLUMN lf_plain int;
+-- next
+-- The partitions are scanned, none rewritten.
+ALTER TABLE lf_part ALTER COLUMN v SET NOT NULL;
+-- next
+ALTER TABLE lf_part ADD CONSTRAINT lf_part_id_pos CHECK (id > 0);
+-- next
+ALTER TABLE lf_part ADD CONSTRAINT lf_part_id_pos_nv CHECK (id > 0) NOT VALID;
+-- next
+-- The partitions are rewritten.
+ALTER TABLE lf_part ALTER COLUMN id TYPE bigint;
+-- next
+-- A unique index on the parent must include the partition key; each partition builds one.
+ALTER TABLE lf_part ADD CONSTRAINT lf_part_id_k_key UNIQUE (id, k);
+-- next
+ALTER TABLE lf_part RENAME COLUMN v TO v2;
+-- next
+ALTER TABLE lf_part RENAME TO lf_part_renamed;
+-- next
+TRUNCATE lf_part;
+-- next
 -- Dropping a partition locks its parent.
 -- catalog_locks: lf_part
 DROP TABLE lf_part_1;
