@@ -93,7 +93,7 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 	// An index's facts name its table, whose size is what building the
 	// index again costs: asked in a second round when not cached.
 	for round := 0; round < 2 && len(missing) > 0; round++ {
-		got := c.askRelationFacts(missing, canAsk, now)
+		got := askFacts(c, "catalog facts", missing, canAsk, now, &c.facts.at, &c.facts.m, catalog.relationFacts)
 		missing = nil
 		for _, f := range got {
 			if f != nil && f.Table != "" && !slices.Contains(missing, f.Table) {
@@ -104,51 +104,35 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 		}
 	}
 	if len(missingDomains) > 0 {
-		got, err := askCatalogs(c, c.catalogs(canAsk), "domain facts", func(k catalog) (map[string]*guard.DomainFacts, error) {
-			return k.domainFacts(missingDomains)
-		})
-		if err != nil {
-			c.srv.log.Debug("domain facts unavailable", "conn_id", c.id, "err", err)
-		} else {
-			if c.facts.domainAt == nil {
-				c.facts.domainAt = make(map[string]time.Time)
-				c.facts.domains = make(map[string]*guard.DomainFacts)
-			}
-			for _, n := range missingDomains {
-				f, ok := got[n]
-				if !ok {
-					continue
-				}
-				c.facts.domainAt[n] = now
-				c.facts.domains[n] = f
-			}
-		}
+		askFacts(c, "domain facts", missingDomains, canAsk, now, &c.facts.domainAt, &c.facts.domains, catalog.domainFacts)
 	}
 	return &c.facts
 }
 
-// askRelationFacts asks the catalog for the facts of names and caches the
-// answer; only names the answer has a row for are known (a row with no
-// facts: no such relation), others stay unknown.
-func (c *clientConn) askRelationFacts(names []string, canAsk bool, now time.Time) map[string]*guard.RelationFacts {
-	got, err := askCatalogs(c, c.catalogs(canAsk), "catalog facts", func(k catalog) (map[string]*guard.RelationFacts, error) {
-		return k.relationFacts(names)
+// askFacts asks the catalogs (what: for the log) about names with ask and
+// caches the answer in at and into; only names the answer has a row for
+// are known (a row with no facts: no such relation or domain), others stay
+// unknown. It returns the answer (nil when no catalog answered).
+func askFacts[T any](c *clientConn, what string, names []string, canAsk bool, now time.Time,
+	at *map[string]time.Time, into *map[string]*T, ask func(catalog, []string) (map[string]*T, error)) map[string]*T {
+	got, err := askCatalogs(c, c.catalogs(canAsk), what, func(k catalog) (map[string]*T, error) {
+		return ask(k, names)
 	})
 	if err != nil {
-		c.srv.log.Debug("catalog facts unavailable", "conn_id", c.id, "err", err)
+		c.srv.log.Debug(what+" unavailable", "conn_id", c.id, "err", err)
 		return nil
 	}
-	if c.facts.at == nil {
-		c.facts.at = make(map[string]time.Time)
-		c.facts.m = make(map[string]*guard.RelationFacts)
+	if *at == nil {
+		*at = make(map[string]time.Time)
+		*into = make(map[string]*T)
 	}
 	for _, n := range names {
 		f, ok := got[n]
 		if !ok {
 			continue
 		}
-		c.facts.at[n] = now
-		c.facts.m[n] = f
+		(*at)[n] = now
+		(*into)[n] = f
 	}
 	return got
 }
