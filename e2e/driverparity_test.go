@@ -463,21 +463,12 @@ func (tap *dpTap) pump(client, up net.Conn) {
 		break
 	}
 	for {
-		var hdr [5]byte
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			return
-		}
-		n := int(binary.BigEndian.Uint32(hdr[1:]))
-		if n < 4 || n > 1<<26 {
-			return
-		}
-		msg := make([]byte, 1+n)
-		copy(msg, hdr[:])
-		if _, err := io.ReadFull(r, msg[5:]); err != nil {
+		msg, err := readTypedFrame(r)
+		if err != nil {
 			return
 		}
 		tap.mu.Lock()
-		tap.counts[hdr[0]]++
+		tap.counts[msg[0]]++
 		tap.mu.Unlock()
 		if _, err := up.Write(msg); err != nil {
 			return

@@ -186,17 +186,8 @@ func (r *seedRecorder) frames(src *bufio.Reader, dst net.Conn, fromClient bool) 
 	var stream []byte // the first frames of the session
 	authDone := false
 	for {
-		var hdr [5]byte
-		if _, err := io.ReadFull(src, hdr[:]); err != nil {
-			break
-		}
-		n := int(binary.BigEndian.Uint32(hdr[1:]))
-		if n < 4 || n > 1<<26 {
-			break
-		}
-		f := make([]byte, 1+n)
-		copy(f, hdr[:])
-		if _, err := io.ReadFull(src, f[5:]); err != nil {
+		f, err := readTypedFrame(src)
+		if err != nil {
 			break
 		}
 		if _, err := dst.Write(f); err != nil {
@@ -362,4 +353,23 @@ func TestFuzzSeedsFromTraffic(t *testing.T) {
 		}
 		t.Logf("%s: %d seeds recorded, %d checked in", target, len(seeds), len(files))
 	}
+}
+
+// readTypedFrame reads one typed protocol frame (type byte, length, body)
+// whole; a length under 4 or over 64 MiB is an error.
+func readTypedFrame(r io.Reader) ([]byte, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint32(hdr[1:]))
+	if n < 4 || n > 1<<26 {
+		return nil, fmt.Errorf("frame %q with length %d", hdr[0], n)
+	}
+	f := make([]byte, 1+n)
+	copy(f, hdr[:])
+	if _, err := io.ReadFull(r, f[5:]); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
