@@ -701,6 +701,20 @@ func TestLockWaitTimeoutRestored(t *testing.T) {
 		}
 	})
 
+	t.Run("ErrorPosition", func(t *testing.T) {
+		// ddlguard puts its SET LOCAL in the same string as an autocommit
+		// statement: the error cursor still points into the client's text.
+		const bad = "ALTER TABLE t ADD COLUMN lw_no_such_type_col lw_no_such_type"
+		_, viaErr := lwExec(lwConnect(t, p, "lw-restore-position"), bad)
+		_, directErr := lwExec(lwDirect(t, "lw-restore-position-direct"), bad)
+		via, direct := lwWantCode(t, "through ddlguard", viaErr, "42704"), lwWantCode(t, "direct", directErr, "42704")
+		if via == nil || direct == nil || via.Position != direct.Position || direct.Position == 0 {
+			t.Errorf("error position: through ddlguard %v, direct %v", viaErr, directErr)
+		} else if via.Message != direct.Message {
+			t.Errorf("message through ddlguard %q, direct %q", via.Message, direct.Message)
+		}
+	})
+
 	t.Run("Psql", func(t *testing.T) {
 		dsn := p.DSN(pgcluster.RoleTrust, lwDatabase, "sslmode", "disable", "application_name", "lw-restore-psql")
 		psql := func(cmds ...string) clientRun {

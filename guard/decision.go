@@ -126,6 +126,11 @@ type Decision struct {
 	Effects Effects
 	// LockTimeout is the lock_timeout to run it with (Timeout and Rewrite).
 	LockTimeout time.Duration
+	// BlockNeutral: PostgreSQL runs the statement the same way as one
+	// statement of an implicit transaction block (a multi-statement Query)
+	// as alone, so the asker may run a SET LOCAL of its own in the same
+	// transaction, just before it.
+	BlockNeutral bool
 	// InBlock: the statement runs inside an explicit transaction block
 	// (opened before it, in the session or earlier in the same string).
 	InBlock bool

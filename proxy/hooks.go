@@ -122,12 +122,13 @@ func (h upstreamHooks) afterFrame(typ byte) error {
 // delivered ahead of the next frame.
 func (h upstreamHooks) onFrame(typ byte, body []byte, _ bool) (frameAction, []byte) {
 	c := h.c
-	if d := c.divert.Load(); d != nil && !asyncMessage(typ) {
-		d.add(typ, body)
-		if typ == 'Z' {
-			c.sess.pending.Add(-1)
+	if d := c.divert.Load(); d != nil && d.takes(typ) {
+		if d.add(typ, body) {
 			c.divert.Store(nil)
 			close(d.done)
+		}
+		if typ == 'Z' {
+			c.sess.pending.Add(-1)
 		}
 		return dropFrame, nil
 	}

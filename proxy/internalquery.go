@@ -39,11 +39,16 @@ func (c *clientConn) signalIdle() {
 	}
 }
 
-// divertBuf collects the upstream frames answering ddlguard's own query.
+// divertBuf collects the upstream frames answering ddlguard's own
+// frames: one or more segments, each ending in its ReadyForQuery.
 type divertBuf struct {
 	mu     sync.Mutex
 	frames []divertedFrame
-	done   chan struct{}
+	// quiet lists, per segment, whether its notices are ddlguard's own
+	// (collected) rather than the client's (relayed as they come).
+	quiet []bool
+	seg   int // the segment being answered
+	done  chan struct{}
 }
 
 type divertedFrame struct {
@@ -51,18 +56,33 @@ type divertedFrame struct {
 	body []byte
 }
 
-func (d *divertBuf) add(typ byte, body []byte) {
+// takes reports whether a frame of type typ is collected: everything but
+// the messages the server may send at any time, which go to the client,
+// except the notices of a quiet segment.
+func (d *divertBuf) takes(typ byte) bool {
+	if typ == 'N' {
+		return d.quiet[d.seg]
+	}
+	return !asyncMessage(typ)
+}
+
+// add collects a frame; it reports whether it was the last ReadyForQuery.
+func (d *divertBuf) add(typ byte, body []byte) (last bool) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.frames = append(d.frames, divertedFrame{typ, append([]byte(nil), body...)})
-	d.mu.Unlock()
+	if typ != 'Z' {
+		return false
+	}
+	d.seg++
+	return d.seg == len(d.quiet)
 }
 
 // internalQuery sends a simple Query of ddlguard's own on the upstream
 // connection and returns the frames that answer it, up to ReadyForQuery.
 // The caller has made sure the server owes the client nothing.
 func (c *clientConn) internalQuery(sql string, limit time.Duration) ([]divertedFrame, error) {
-	frame, _ := (&pgproto3.Query{String: sql}).Encode(nil)
-	return c.internalSend(frame, limit)
+	return c.internalSend(queryFrame(sql), limit)
 }
 
 // errUpstreamEnded: the upstream leg ended before ddlguard's own query was
@@ -72,10 +92,33 @@ var errUpstreamEnded = errors.New("the upstream connection ended before the answ
 // internalSend sends frames that end in exactly one ReadyForQuery (a Query,
 // or an extended batch ending in Sync) and collects the answer.
 func (c *clientConn) internalSend(frame []byte, limit time.Duration) ([]divertedFrame, error) {
+	answers, err := c.internalPipeline([]segment{{frames: frame}}, limit)
+	if err != nil {
+		return nil, err
+	}
+	return answers[0], nil
+}
+
+// segment is a part of a pipeline of ddlguard's: frames that end in
+// exactly one ReadyForQuery; quiet: its notices are not the client's.
+type segment struct {
+	frames []byte
+	quiet  bool
+}
+
+// internalPipeline sends the segments in one write and collects the
+// answer to each. The caller has made sure the server owes the client
+// nothing.
+func (c *clientConn) internalPipeline(segs []segment, limit time.Duration) ([][]divertedFrame, error) {
 	d := &divertBuf{done: make(chan struct{})}
+	var out []byte
+	for _, s := range segs {
+		out = append(out, s.frames...)
+		d.quiet = append(d.quiet, s.quiet)
+	}
 	c.divert.Store(d)
-	c.sess.pending.Add(1)
-	if _, err := c.uw.Write(frame); err != nil {
+	c.sess.pending.Add(int64(len(segs)))
+	if _, err := c.uw.Write(out); err != nil {
 		return nil, err
 	}
 	if err := c.uw.Flush(); err != nil {
@@ -92,7 +135,15 @@ func (c *clientConn) internalSend(frame []byte, limit time.Duration) ([]diverted
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.frames, nil
+	answers := make([][]divertedFrame, 0, len(segs))
+	start := 0
+	for i, f := range d.frames {
+		if f.typ == 'Z' {
+			answers = append(answers, d.frames[start:i+1])
+			start = i + 1
+		}
+	}
+	return answers, nil
 }
 
 // dataRows returns the values of the DataRows in an answer to one of
@@ -117,10 +168,15 @@ func dataRows(frames []divertedFrame, cols int) ([][][]byte, error) {
 // hidden runs one of ddlguard's own statements; its answer is consumed.
 // Errors are returned for logging only.
 func (c *clientConn) hidden(sql string) error {
-	frames, err := c.internalQuery(sql, factsWait)
+	answers, err := c.internalPipeline([]segment{{frames: queryFrame(sql), quiet: true}}, factsWait)
 	if err != nil {
 		return err
 	}
+	return answerError(answers[0])
+}
+
+// answerError is the error in an answer, or nil.
+func answerError(frames []divertedFrame) error {
 	for _, f := range frames {
 		if f.typ == 'E' {
 			return upstreamError(f.body)

@@ -82,6 +82,9 @@ type timeoutPlan struct {
 	targets         []guard.Lock // existing relations locked SHARE or stronger
 	accessExclusive bool
 	kind            string // the (first) guarded statement's kind, for metrics
+	// blockNeutral: every statement is block-neutral (guard.Decision) and
+	// none is transaction control.
+	blockNeutral bool
 }
 
 // slowWork: a statement of the plan scans, rewrites or builds under its lock.
@@ -96,8 +99,9 @@ func (p *timeoutPlan) slowWork() bool {
 
 // planFor builds the plan for a result's timeout statements.
 func (c *clientConn) planFor(res guard.Result) *timeoutPlan {
-	p := &timeoutPlan{}
+	p := &timeoutPlan{blockNeutral: true}
 	for _, d := range res.Statements {
+		p.blockNeutral = p.blockNeutral && d.BlockNeutral && d.Effects.TxControl == guard.TxNone
 		if d.Action != guard.Timeout {
 			continue
 		}
@@ -142,13 +146,14 @@ func pgDuration(s string) (time.Duration, bool) {
 
 // timeoutStatements returns the hidden SET before the guarded statement
 // and the restore after it ("" when the session's own lock_timeout is
-// already as short).
-func timeoutStatements(prev string, want time.Duration, inTx bool) (set, restore string) {
+// already as short). local: SET LOCAL, for a statement that runs in a
+// transaction.
+func timeoutStatements(prev string, want time.Duration, local bool) (set, restore string) {
 	if d, ok := pgDuration(prev); ok && d > 0 && d <= want {
 		return "", ""
 	}
 	kw := "SET"
-	if inTx {
+	if local {
 		kw = "SET LOCAL"
 	}
 	return fmt.Sprintf("%s lock_timeout = '%dms'", kw, want.Milliseconds()),
@@ -267,27 +272,18 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 			obs.RetryBudgetExhausted()
 			return runOutcome{blocked: pf, attempts: attempt, lockWait: lockWait}
 		}
-		set, restore := timeoutStatements(pf.lockTimeout, p.lockTimeout, inTx)
-		if set != "" {
-			if err := c.hidden(set); err != nil {
-				c.srv.log.Warn("could not set lock_timeout", "conn_id", c.id, "err", err)
-			}
-		}
 		if c.clientLeft() {
 			return runOutcome{attempts: attempt, lockWait: lockWait}
 		}
 		c.waitingForClient.Store(false) // the statement runs now: cancels go to the server
 		sent := time.Now()
 		c.stepRunning.Store(true)
-		answer, err := c.internalSend(frames, 24*time.Hour)
+		answer, err := c.runProtected(frames, p, pf, inTx)
 		c.stepRunning.Store(false)
 		if err != nil {
 			return runOutcome{lockWait: lockWait}
 		}
 		ran := time.Since(sent)
-		if restore != "" {
-			c.hidden(restore) // fails only in an aborted transaction, which ROLLBACK restores
-		}
 		timedOut := lockNotAvailable(answer)
 		if timedOut {
 			obs.LockTimeout()
@@ -317,9 +313,6 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 				}
 			}
 		}
-		if !timedOut && inTx && p.accessExclusive {
-			c.boundIdleInTransaction(pf.idleTimeout)
-		}
 		return runOutcome{answer: answer, attempts: attempt + 1, lockWait: lockWait}
 	}
 }
@@ -346,16 +339,25 @@ func lockNotAvailable(frames []divertedFrame) bool {
 // boundIdleInTransaction limits how long the client's transaction may now
 // sit idle holding ACCESS EXCLUSIVE (for this transaction only).
 func (c *clientConn) boundIdleInTransaction(current string) {
+	if sql := c.idleBound(current); sql != "" {
+		if err := c.hidden(sql); err != nil {
+			c.srv.log.Warn("could not bound idle_in_transaction_session_timeout", "conn_id", c.id, "err", err)
+		}
+	}
+}
+
+// idleBound is the SET LOCAL that bounds idle_in_transaction_session_timeout
+// for the client's transaction, "" when the current value is already as
+// short or the bound is disabled.
+func (c *clientConn) idleBound(current string) string {
 	limit := c.srv.cfg.Exec.IdleInTransactionTimeout
 	if limit <= 0 {
-		return
+		return ""
 	}
 	if d, ok := pgDuration(current); ok && d > 0 && d <= limit {
-		return
+		return ""
 	}
-	if err := c.hidden(fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = '%dms'", limit.Milliseconds())); err != nil {
-		c.srv.log.Warn("could not bound idle_in_transaction_session_timeout", "conn_id", c.id, "err", err)
-	}
+	return fmt.Sprintf("SET LOCAL idle_in_transaction_session_timeout = '%dms'", limit.Milliseconds())
 }
 
 // deliverFinal answers the client with 55P03 naming the blockers, raised by

@@ -1,0 +1,114 @@
+package proxy
+
+import (
+	"bytes"
+	"strconv"
+	"time"
+)
+
+// Running a guarded statement under its lock timeout, in one round trip.
+//
+// The lock timeout must hold for the statement and for nothing else of
+// the client's. ddlguard writes its own statements and the client's in one
+// write and sorts the answers out when they come back:
+//
+//   - a simple Query in autocommit whose statements are block-neutral
+//     (guard.Decision.BlockNeutral) gets `SET LOCAL lock_timeout` as the
+//     first statement of the same string: one implicit transaction, so
+//     the setting ends with the statement whatever happens, and a cancel
+//     meant for the statement cannot leave it running without the
+//     timeout. The SET's CommandComplete is removed from the answer and an
+//     error position is moved back to the client's text.
+//   - anything else (inside the client's transaction, an extended batch,
+//     statements PostgreSQL treats differently in a block) is sent as it
+//     came, between a hidden SET [LOCAL] before it and the restore (and,
+//     in a transaction that now holds ACCESS EXCLUSIVE, the bound on
+//     idle_in_transaction_session_timeout) after it, pipelined as Queries
+//     of their own.
+
+// runProtected runs the client's frames (ending in one ReadyForQuery)
+// under plan p with the settings read by pf, and returns the client's
+// answer.
+func (c *clientConn) runProtected(frames []byte, p *timeoutPlan, pf *preflight, inTx bool) ([]divertedFrame, error) {
+	if !inTx && p.blockNeutral && frames[0] == 'Q' {
+		if set, _ := timeoutStatements(pf.lockTimeout, p.lockTimeout, true); set != "" {
+			prefix := set + "; "
+			answers, err := c.internalPipeline([]segment{{frames: queryFrame(prefix + queryText(frames))}}, 24*time.Hour)
+			if err != nil {
+				return nil, err
+			}
+			return withoutPrefix(answers[0], len(prefix)), nil
+		}
+	}
+	set, restore := timeoutStatements(pf.lockTimeout, p.lockTimeout, inTx)
+	var segs []segment
+	if set != "" {
+		segs = append(segs, segment{frames: queryFrame(set), quiet: true})
+	}
+	client := len(segs)
+	segs = append(segs, segment{frames: frames})
+	if restore != "" {
+		segs = append(segs, segment{frames: queryFrame(restore), quiet: true})
+	}
+	if inTx && p.accessExclusive {
+		if bound := c.idleBound(pf.idleTimeout); bound != "" {
+			segs = append(segs, segment{frames: queryFrame(bound), quiet: true})
+		}
+	}
+	answers, err := c.internalPipeline(segs, 24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	answer := answers[client]
+	if restore != "" && answerError(answers[client+1]) != nil && lastStatus(answers[client+1], 'I') != TxFailed {
+		// Not the aborted transaction that ROLLBACK restores: a cancel
+		// meant for the statement reached the restore. Once more.
+		if err := c.hidden(restore); err != nil {
+			c.srv.log.Warn("could not restore lock_timeout", "conn_id", c.id, "err", err)
+		}
+	}
+	return answer, nil
+}
+
+// queryText is the statement string of a Query frame.
+func queryText(frame []byte) string {
+	return string(frame[5 : len(frame)-1])
+}
+
+// withoutPrefix is the answer to a Query that ddlguard prefixed with a
+// statement of its own (prefixLen bytes of ASCII) as the client's string
+// alone would have been answered: the prefix's CommandComplete removed and
+// error positions moved back.
+func withoutPrefix(frames []divertedFrame, prefixLen int) []divertedFrame {
+	if len(frames) > 0 && frames[0].typ == 'C' {
+		frames = frames[1:]
+	}
+	for i, f := range frames {
+		if f.typ == 'E' {
+			frames[i].body = shiftPosition(f.body, prefixLen)
+		}
+	}
+	return frames
+}
+
+// shiftPosition moves the error cursor position ('P' field, in characters
+// from 1) of an ErrorResponse body back by n.
+func shiftPosition(body []byte, n int) []byte {
+	for i := 0; i < len(body) && body[i] != 0; {
+		end := bytes.IndexByte(body[i:], 0)
+		if end < 0 {
+			return body
+		}
+		if body[i] == 'P' {
+			pos, err := strconv.Atoi(string(body[i+1 : i+end]))
+			if err != nil || pos <= n {
+				return body
+			}
+			out := append([]byte(nil), body[:i+1]...)
+			out = strconv.AppendInt(out, int64(pos-n), 10)
+			return append(out, body[i+end:]...)
+		}
+		i += end + 1
+	}
+	return body
+}
