@@ -183,6 +183,9 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 	if targets == nil {
 		cats = cats[len(cats)-1:] // no blocker check: the client's connection, for the settings
 	}
+	if pf := c.lockState.take(targets); pf != nil {
+		return pf, nil // the facts query has answered it
+	}
 	var seen map[int]bool
 	for {
 		pf, err := cats[0].preflight(targets)

@@ -87,7 +87,22 @@ func (s sessionCatalog) relationFacts(names []string) (map[string]*guard.Relatio
 	if err != nil {
 		return nil, err
 	}
-	return decodeRows(frames, addFactsRow)
+	rows, err := dataRows(frames, 3)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*guard.RelationFacts{}
+	for _, row := range rows {
+		if row[0] == nil {
+			err = s.c.lockState.addSettings(row[2])
+		} else if err = addFactsRow(out, string(row[0]), row[1]); err == nil {
+			err = s.c.lockState.addModes(string(row[0]), row[2])
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (s sessionCatalog) domainFacts(names []string) (map[string]*guard.DomainFacts, error) {

@@ -15,7 +15,12 @@ import (
 // (relationOIDSQL). Sizes cover the whole partition tree. With exact, sizes
 // are pg_total_relation_size (which locks each relation ACCESS SHARE: only
 // for the monitor connection, under a short lock_timeout); otherwise
-// relpages.
+// relpages, and the query is the client's own connection's: its answer
+// also carries what the blocker check and the lock timeout of the
+// statement need (lockState): a third column, the lock modes other
+// sessions hold or await on each relation, and a row without a name whose
+// third column holds the session's lock_timeout and
+// idle_in_transaction_session_timeout.
 func factsQuery(names []string, exact bool) (string, error) {
 	var rows []string
 	for _, n := range names {
@@ -25,9 +30,19 @@ func factsQuery(names []string, exact bool) (string, error) {
 		}
 		rows = append(rows, fmt.Sprintf("(%s, %s)", sqlLiteral(n), oid))
 	}
-	return `/* ddlguard catalog facts */ SELECT q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE ` + relationFactsJSON(exact) + ` END
+	cols := `q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE ` + relationFactsJSON(exact) + ` END`
+	tail := ""
+	if !exact {
+		cols += `,
+  (SELECT json_agg(l.mode) FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' AND l.relation = c.oid
+      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+      AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid())`
+		tail = `
+UNION ALL SELECT NULL, NULL, json_build_array(current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'))`
+	}
+	return `/* ddlguard catalog facts */ SELECT ` + cols + `
 FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, oid)
-LEFT JOIN pg_catalog.pg_class c ON c.oid = q.oid`, nil
+LEFT JOIN pg_catalog.pg_class c ON c.oid = q.oid` + tail, nil
 }
 
 // relationFactsJSON is the JSON object of facts (factsRow) about the

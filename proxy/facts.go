@@ -81,6 +81,7 @@ func (fc *factsCache) Domain(name string) (guard.DomainFacts, bool) {
 // domains whose relations it locks, asking the server for those not cached
 // when it may (canAsk).
 func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Facts {
+	c.lockState.reset()
 	names, domains := g.FactsNeeded(sql, &c.gsess)
 	if len(names) == 0 && len(domains) == 0 {
 		return &c.facts

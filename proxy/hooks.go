@@ -123,12 +123,13 @@ func (h upstreamHooks) afterFrame(typ byte) error {
 func (h upstreamHooks) onFrame(typ byte, body []byte, _ bool) (frameAction, []byte) {
 	c := h.c
 	if d := c.divert.Load(); d != nil && d.takes(typ) {
-		if d.add(typ, body) {
+		last := d.add(typ, body)
+		if typ == 'Z' {
+			c.sess.pending.Add(-1) // before the waiter wakes: it may look at pending at once
+		}
+		if last {
 			c.divert.Store(nil)
 			close(d.done)
-		}
-		if typ == 'Z' {
-			c.sess.pending.Add(-1)
 		}
 		return dropFrame, nil
 	}
