@@ -204,3 +204,55 @@ func TestWorkUnderHeldLockIsJudgedBySize(t *testing.T) {
 		t.Errorf("held_small after the migrations: %s, want 290 rows backfilled", got)
 	}
 }
+
+// After a statement that changes only a small table's columns, indexes or
+// constraints, ddlguard keeps what it measured of the table (its size and
+// kind) instead of asking again; anything that may write rows through the
+// same connection ends that. A table filled past small_table_bytes between
+// two migration statements is judged by its new size, in autocommit and
+// inside a transaction.
+func TestKeptFactsDoNotHideGrowth(t *testing.T) {
+	const db = "kept_facts"
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	freshDatabase(t, db,
+		"CREATE TABLE grow_auto (id bigint NOT NULL, a int, pad text)",
+		"CREATE TABLE grow_tx (id bigint NOT NULL, a int, pad text)",
+	)
+	p := startGuardProxy(t, guard.DefaultConfig())
+	fill := func(table string) string {
+		return "INSERT INTO " + table + " SELECT g, g, repeat('x', 100) FROM generate_series(1, 120000) g"
+	}
+	for _, c := range []struct {
+		table string
+		tx    bool
+	}{{"grow_auto", false}, {"grow_tx", true}} {
+		t.Run(c.table, func(t *testing.T) {
+			conn, _ := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
+			if c.tx {
+				enfMustExec(t, conn, "BEGIN")
+			}
+			// Small: measured, passed, and kept.
+			for _, sql := range []string{
+				"CREATE INDEX " + c.table + "_a_idx ON " + c.table + " (a)",
+				"ALTER TABLE " + c.table + " ADD COLUMN b int",
+				"ALTER TABLE " + c.table + " ALTER COLUMN b TYPE bigint",
+			} {
+				if _, err := conn.Exec(ctx, sql, pgx.QueryExecModeSimpleProtocol); err != nil {
+					t.Fatalf("%s on an empty table: %v", sql, err)
+				}
+			}
+			enfMustExec(t, conn, fill(c.table))
+			if got := enfValue(t, conn, "SELECT pg_relation_size('"+c.table+"') > 10 * 1024 * 1024"); got != "true" {
+				t.Fatalf("%s is not over small_table_bytes after the fill: %s", c.table, got)
+			}
+			_, err := conn.Exec(ctx, "ALTER TABLE "+c.table+" ALTER COLUMN a TYPE bigint", pgx.QueryExecModeSimpleProtocol)
+			if err == nil || !strings.Contains(err.Error(), "alter-column-type") {
+				t.Fatalf("ALTER COLUMN TYPE on %s after it grew past small_table_bytes: %v, want the alter-column-type refusal", c.table, err)
+			}
+			if c.tx {
+				enfMustExec(t, conn, "ROLLBACK")
+			}
+		})
+	}
+}

@@ -131,6 +131,9 @@ type Decision struct {
 	// as alone, so the asker may run a SET LOCAL of its own in the same
 	// transaction, just before it.
 	BlockNeutral bool
+	// KeepsShape: the statement changes no existing relation's kind, name,
+	// partitions or persistence and writes no rows (see FactsOutlive).
+	KeepsShape bool
 	// InBlock: the statement runs inside an explicit transaction block
 	// (opened before it, in the session or earlier in the same string).
 	InBlock bool

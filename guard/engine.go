@@ -396,7 +396,7 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock, facts
 		l.Held = sess.isNew(l.Relation) || (sess.InTransaction && sess.Tx.heldOn(l.Relation) >= l.Mode)
 	}
 	d.Kind, d.Locks, d.Effects, d.LocksUnknown = s.kind, s.locks, s.effects, s.locksUnknown
-	d.BlockNeutral = s.blockNeutral()
+	d.BlockNeutral, d.KeepsShape = s.blockNeutral(), s.keepsShape()
 
 	allowed := inlineAllows(ps.text)
 	ignored := map[string]bool{}

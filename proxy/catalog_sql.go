@@ -34,16 +34,21 @@ func factsQuery(names []string, exact bool) (string, error) {
 	tail := ""
 	if !exact {
 		cols += `,
-  (SELECT json_agg(l.mode) FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' AND l.relation = c.oid
-      AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-      AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid())`
+  (SELECT json_agg(l.mode) FROM locks l WHERE l.relation = c.oid AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid())`
 		tail = `
 UNION ALL SELECT NULL, NULL, json_build_array(current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'))`
 	}
-	return `/* ddlguard catalog facts */ SELECT ` + cols + `
+	return `/* ddlguard catalog facts */ ` + locksCTE + `
+SELECT ` + cols + `
 FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, oid)
 LEFT JOIN pg_catalog.pg_class c ON c.oid = q.oid` + tail, nil
 }
+
+// locksCTE reads pg_locks once per query (each read walks every backend's
+// lock slots): the relation locks in this database, for the size
+// measurement of relationFactsJSON and the lock modes of factsQuery.
+const locksCTE = `WITH locks AS MATERIALIZED (SELECT l.relation, l.mode, l.granted, l.pid FROM pg_catalog.pg_locks l
+  WHERE l.locktype = 'relation' AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database()))`
 
 // relationFactsJSON is the JSON object of facts (factsRow) about the
 // pg_class row c; exact as for factsQuery.
@@ -67,11 +72,9 @@ func relationFactsJSON(exact bool) string {
         WHEN m.measurable THEN COALESCE(pg_catalog.pg_relation_size(r.oid), 0) ELSE 0 END + ` + pages + `)`
 	unknown := `bool_or(m.measurable IS FALSE)`
 	measurable := `LEFT JOIN LATERAL (SELECT CASE WHEN r.relkind IN ('r', 'm') AND (r.reltuples < 0 OR (r.reltuples = 0 AND r.relpages = 0))
-      THEN EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' AND l.relation = r.oid
-          AND l.pid = pg_catalog.pg_backend_pid() AND l.granted)
-        OR NOT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l WHERE l.locktype = 'relation' AND l.relation = r.oid
-          AND l.mode = 'AccessExclusiveLock' AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
-          AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database()))
+      THEN EXISTS (SELECT 1 FROM locks l WHERE l.relation = r.oid AND l.pid = pg_catalog.pg_backend_pid() AND l.granted)
+        OR NOT EXISTS (SELECT 1 FROM locks l WHERE l.relation = r.oid
+          AND l.mode = 'AccessExclusiveLock' AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid())
       END AS measurable) m ON true`
 	if exact {
 		size, unknown, measurable = `sum(pg_catalog.pg_total_relation_size(r.oid))`, `false`, ``
@@ -110,7 +113,8 @@ func domainFactsQuery(names []string, exact bool) (string, error) {
 		}
 		rows = append(rows, fmt.Sprintf("(%s, %s::text, %s::name)", sqlLiteral(n), nsp, typ))
 	}
-	return `/* ddlguard domain facts */ SELECT q.name, CASE WHEN t.oid IS NULL THEN NULL ELSE json_build_object(
+	return `/* ddlguard domain facts */ ` + locksCTE + `
+SELECT q.name, CASE WHEN t.oid IS NULL THEN NULL ELSE json_build_object(
   'relations', COALESCE((SELECT json_agg(json_build_object(
         'name', CASE WHEN pg_catalog.pg_table_is_visible(c.oid) THEN c.relname::text ELSE n.nspname || '.' || c.relname END,
         'columns', u.cols, 'facts', ` + relationFactsJSON(exact) + `) ORDER BY n.nspname, c.relname)

@@ -70,9 +70,9 @@ type ending struct {
 // policyState is read and written only by whoever runs the client pump
 // (its goroutine, or an event loop while the pump is parked).
 type policyState struct {
-	gsess guard.Session // the guard's view of the session (decide.go)
-	facts factsCache    // catalog facts asked for (facts.go)
-	lockState lockState // what the last facts query read of locks and settings (lockstate.go)
+	gsess     guard.Session // the guard's view of the session (decide.go)
+	facts     factsCache    // catalog facts asked for (facts.go)
+	lockState lockState     // what the last facts query read of locks and settings (lockstate.go)
 	// Extended-protocol timeout state (heldbatch.go).
 	stmtTimeouts  map[string]*timeoutPlan // prepared statement name -> its plan
 	restoreOnSync *restorePlan            // set when a batch runs with an injected lock_timeout

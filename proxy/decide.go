@@ -29,6 +29,7 @@ func (c *clientConn) interceptQuery(body []byte, inLoop bool) (frameAction, []by
 	view := unsafe.String(unsafe.SliceData(body), len(body)-1) // body is "sql\x00"
 	c.syncSession()
 	if !guard.NeedsDecision(view, &c.gsess) {
+		c.facts.dropKept() // it may write rows
 		c.srv.obs.StatementPassed()
 		return forwardFrame, nil
 	}
@@ -41,7 +42,7 @@ func (c *clientConn) interceptQuery(body []byte, inLoop bool) (frameAction, []by
 	// client nothing, outside an aborted transaction.
 	rewritable := c.waitIdle(factsIdleWait) && c.sess.TxStatus() != TxFailed
 	res := g.Ask(guard.Request{SQL: sql, Session: &c.gsess, Facts: facts, Rewritable: rewritable})
-	return c.carryOut(simpleQuery{c: c, sql: sql, g: g}, res)
+	return c.carryOut(g, simpleQuery{c: c, sql: sql, g: g}, res)
 }
 
 // parseText returns the statement text of a Parse body (a view into it),
@@ -81,6 +82,7 @@ func (c *clientConn) interceptParse(body []byte, inLoop bool) (frameAction, []by
 		delete(c.stmtTimeouts, string(body[:nameEnd]))
 	}
 	if !needed {
+		c.facts.dropKept() // it may write rows
 		c.srv.obs.StatementPassed()
 		return forwardFrame, nil
 	}
@@ -93,16 +95,24 @@ func (c *clientConn) interceptParse(body []byte, inLoop bool) (frameAction, []by
 	// one could be executed again later, when the sequence has run).
 	rewritable := nameEnd == 0 && c.batch == nil && c.restoreOnSync == nil && atSync && c.sess.TxStatus() != TxFailed
 	res := g.Ask(guard.Request{SQL: sql, Session: &c.gsess, Facts: facts, Rewritable: rewritable})
-	return c.carryOut(parseMessage{c: c, g: g, body: body, nameEnd: nameEnd, textLen: len(view)}, res)
+	return c.carryOut(g, parseMessage{c: c, g: g, body: body, nameEnd: nameEnd, textLen: len(view)}, res)
 }
 
 // record applies a result's effects on ddlguard's side: decisions
 // counted and logged, notices queued, session context advanced, facts
-// invalidated. When a statement rejects the string nothing of it runs:
-// only the decisions are recorded, the statements after the rejecting one
-// as the rules chose them.
-func (c *clientConn) record(res guard.Result) {
+// invalidated (or kept, where the guard says they outlive the string:
+// guard.FactsOutlive). When a statement rejects the string nothing of it
+// runs: only the decisions are recorded, the statements after the
+// rejecting one as the rules chose them.
+func (c *clientConn) record(g *guard.Guard, res guard.Result) {
 	rejecting := res.Rejecting()
+	keepable := true
+	for i := range res.Statements {
+		keepable = keepable && res.Statements[i].KeepsShape
+	}
+	if !keepable && rejecting < 0 {
+		c.facts.dropKept()
+	}
 	for i := range res.Statements {
 		d := &res.Statements[i]
 		normalized := guard.Normalize(d.Statement)
@@ -123,7 +133,11 @@ func (c *clientConn) record(res guard.Result) {
 		}
 		c.gsess.Observe(d)
 		for _, l := range d.Locks {
-			c.facts.forget(l.Relation)
+			if f := c.facts.m[l.Relation]; keepable && f != nil && g.FactsOutlive(d, l.Relation, *f, &c.gsess) {
+				c.facts.keepSize(l.Relation)
+			} else {
+				c.facts.forget(l.Relation)
+			}
 		}
 	}
 }

@@ -33,8 +33,8 @@ type clientStatement interface {
 }
 
 // carryOut records the guard's answer and carries it out.
-func (c *clientConn) carryOut(st clientStatement, res guard.Result) (frameAction, []byte) {
-	c.record(res)
+func (c *clientConn) carryOut(g *guard.Guard, st clientStatement, res guard.Result) (frameAction, []byte) {
+	c.record(g, res)
 	switch res.Action {
 	case guard.Allow:
 		return st.allow()

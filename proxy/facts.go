@@ -31,6 +31,13 @@ import (
 // SHARE locks on them, and a rewrite's VALIDATE step gets the blocker check
 // on them (stepFacts). A domain that cannot be looked up is unknown: its
 // tables are taken as large and the statement still gets the lock timeout.
+//
+// A connection reuses what it asked for up to factsTTL. A statement that
+// changes a relation ends its facts, except where the guard says they
+// outlive it (guard.FactsOutlive: a small table whose columns, indexes or
+// constraints changed keeps its size and kind) until anything that may
+// write rows runs on the connection. The same answer also carries the lock
+// modes around the relations and the session's timeouts (lockstate.go).
 
 // factsTTL bounds how long a connection reuses facts it asked for.
 const factsTTL = 10 * time.Second
@@ -42,6 +49,10 @@ type factsCache struct {
 	// Domains (the relations with a column of each), the same way.
 	domainAt map[string]time.Time
 	domains  map[string]*guard.DomainFacts // nil value: no such domain
+	// kept are relations whose facts outlived a statement that changed
+	// them (guard.FactsOutlive): their size and kind only, good until
+	// anything else runs that may write rows.
+	kept map[string]bool
 }
 
 // forget drops what is cached about a relation a statement changed, and
@@ -50,8 +61,38 @@ type factsCache struct {
 func (fc *factsCache) forget(name string) {
 	delete(fc.at, name)
 	delete(fc.m, name)
+	delete(fc.kept, name)
 	clear(fc.domainAt)
 	clear(fc.domains)
+}
+
+// keepSize keeps of a relation's facts what outlives a statement that
+// changed its columns or constraints (its size, kind and persistence,
+// until they expire as asked), and forgets every domain's relations.
+func (fc *factsCache) keepSize(name string) {
+	f := *fc.m[name]
+	f.Columns, f.NotNullChecks, f.UniqueIndex = nil, nil, false
+	fc.m[name] = &f
+	if fc.kept == nil {
+		fc.kept = map[string]bool{}
+	}
+	fc.kept[name] = true
+	clear(fc.domainAt)
+	clear(fc.domains)
+}
+
+// dropKept forgets the kept facts: something ran that may have written
+// rows (any statement the guard passed without a decision, or a string
+// with a statement that does not keep shapes).
+func (fc *factsCache) dropKept() {
+	if len(fc.kept) == 0 {
+		return
+	}
+	for name := range fc.kept {
+		delete(fc.at, name)
+		delete(fc.m, name)
+	}
+	clear(fc.kept)
 }
 
 // Relation implements guard.Facts.
@@ -88,6 +129,7 @@ func (c *clientConn) factsFor(g *guard.Guard, sql string, canAsk bool) guard.Fac
 	}
 	now := time.Now()
 	missing, missingDomains := stale(names, c.facts.at, now), stale(domains, c.facts.domainAt, now)
+
 	if (len(missing) == 0 && len(missingDomains) == 0) || (!canAsk && c.srv.cfg.MonitorFacts == nil) {
 		return &c.facts
 	}
