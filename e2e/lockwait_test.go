@@ -1230,3 +1230,123 @@ func TestLockWaitCancelWhileWaiting(t *testing.T) {
 		}
 	})
 }
+
+// A migration transaction that already holds a strong lock is never kept
+// waiting for blockers on its next table: `BEGIN; ALTER TABLE lw_hold_a
+// ...; ALTER TABLE t ...` while another session sits idle in a transaction
+// that read t fails within the lock timeout with 55P03 naming the blocker
+// and saying to retry the transaction as a whole, so the readers of
+// lw_hold_a (held ACCESS EXCLUSIVE by the first ALTER) wait no longer than
+// the lock timeout plus a margin, not the retry budget. A blocker whose
+// session the DDL's role can see (idle in transaction) ends it at once; one
+// it cannot see (another role's, without pg_read_all_stats) may be a
+// passing query, so the ALTER gets its lock timeout. From the simple and
+// the extended protocol.
+func TestLockWaitInTransactionHoldingLocks(t *testing.T) {
+	lwSetup(t)
+	owner := lwDirect(t, "lw-hold-setup")
+	lwMust(t, owner, "CREATE TABLE IF NOT EXISTS lw_hold_a (id int PRIMARY KEY)")
+	lwMust(t, owner, "INSERT INTO lw_hold_a SELECT g FROM generate_series(1, 100) g ON CONFLICT DO NOTHING")
+	lwMust(t, owner, "GRANT SELECT ON lw_hold_a TO PUBLIC")
+	p := lwProxy(t, proxy.ExecConfig{})
+	const margin = 300 * time.Millisecond
+
+	// visibleBlocker is lwBlocker as the DDL's own role, whose session the
+	// DDL's role sees idle in transaction.
+	visibleBlocker := func(t *testing.T) (*pgx.Conn, uint32) {
+		conn := lwDirect(t, "lw-hold-visible-blocker")
+		lwMust(t, conn, "BEGIN")
+		lwMust(t, conn, "SELECT count(*) FROM t")
+		return conn, conn.PgConn().PID()
+	}
+	hiddenBlocker := func(t *testing.T) (*pgx.Conn, uint32) { return lwBlocker(t, "lw-hold-hidden-blocker") }
+
+	for _, c := range []struct {
+		name    string
+		send    lwSend
+		blocker func(t *testing.T) (*pgx.Conn, uint32)
+		atOnce  bool // ddlguard answers without sending the ALTER
+	}{
+		{"simple/visible", lwSimple, visibleBlocker, true},
+		{"extended/visible", lwExtended, visibleBlocker, true},
+		{"simple/hidden", lwSimple, hiddenBlocker, false},
+		{"extended/hidden", lwExtended, hiddenBlocker, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			blocker, blockerPID := c.blocker(t)
+			defer lwEnd(t, blocker)
+			readers := make([]*pgx.Conn, lwReaderCount)
+			for i := range readers {
+				readers[i] = lwDirect(t, fmt.Sprintf("lw-hold-reader-%d", i))
+			}
+			load := &lwLoad{start: time.Now(), stop: make(chan struct{})}
+			for _, r := range readers {
+				load.wg.Add(1)
+				go func(conn *pgx.Conn) {
+					defer load.wg.Done()
+					for {
+						select {
+						case <-load.stop:
+							return
+						default:
+						}
+						qctx, qcancel := context.WithTimeout(ctx, 40*time.Second)
+						begin := time.Now()
+						var n int64
+						err := conn.QueryRow(qctx, "SELECT count(*) FROM lw_hold_a").Scan(&n)
+						qcancel()
+						load.mu.Lock()
+						load.samples = append(load.samples, lwSample{begin, time.Since(begin)})
+						if err != nil {
+							load.errs = append(load.errs, err)
+						}
+						load.mu.Unlock()
+						if err != nil {
+							return
+						}
+					}
+				}(r)
+			}
+			time.Sleep(lwWarmup)
+
+			ddl := lwConnect(t, p, "lw-hold-ddl")
+			lwMust(t, ddl, "BEGIN")
+			if err := c.send(ctx, ddl, "ALTER TABLE lw_hold_a ADD COLUMN "+lwColumn("hold_a")+" int"); err != nil {
+				t.Fatalf("first ALTER (no blocker on lw_hold_a): %v", err)
+			}
+			begin := time.Now()
+			err := c.send(ctx, ddl, "ALTER TABLE t ADD COLUMN "+lwColumn("hold_t")+" int")
+			took := time.Since(begin)
+			lwMust(t, ddl, "ROLLBACK")
+			stats := load.finish()
+			t.Logf("second ALTER: %v after %s; readers of lw_hold_a: %s", err, took.Round(time.Millisecond), stats)
+
+			if pgErr := lwWantCode(t, "second ALTER", err, "55P03"); pgErr != nil {
+				if c.atOnce != strings.Contains(pgErr.Message, "not kept waiting") {
+					t.Errorf("message %q: want ddlguard's own answer %v", pgErr.Message, c.atOnce)
+				}
+				if !strings.Contains(pgErr.Hint, "run the whole transaction") {
+					t.Errorf("hint %q does not say to retry the whole transaction", pgErr.Hint)
+				}
+				if !strings.Contains(pgErr.Detail, fmt.Sprintf("pid %d", blockerPID)) {
+					t.Errorf("DETAIL %q does not name the blocker (pid %d)", pgErr.Detail, blockerPID)
+				}
+			}
+			limit := lwLockTimeout + margin
+			if c.atOnce {
+				limit = margin
+			}
+			if took > limit {
+				t.Errorf("the second ALTER took %s (limit %s): ddlguard waited while the transaction held ACCESS EXCLUSIVE on lw_hold_a", took, limit)
+			}
+			if len(stats.errs) > 0 {
+				t.Errorf("reader errors: %v", stats.errs)
+			}
+			if stats.max > lwLockTimeout+margin {
+				t.Errorf("a reader of lw_hold_a waited %s, over the lock timeout %s plus %s", stats.max, lwLockTimeout, margin)
+			}
+		})
+	}
+}

@@ -468,6 +468,22 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock, facts
 // holdsAccessExclusive: the open transaction holds ACCESS EXCLUSIVE on an
 // existing relation, so even plain DML must be decided (it would run under
 // that lock).
+// HoldsStrongLock reports whether the session's transaction holds SHARE or
+// stronger on an existing relation, from the statements it ran: while it
+// does, the writers (and under ACCESS EXCLUSIVE the readers) of that
+// relation wait for it to end.
+func (s *Session) HoldsStrongLock() bool {
+	if s == nil || !s.InTransaction {
+		return false
+	}
+	for _, m := range s.Tx.Held {
+		if m >= Share {
+			return true
+		}
+	}
+	return false
+}
+
 func (s *Session) holdsAccessExclusive() bool {
 	if !s.InTransaction {
 		return false

@@ -15,6 +15,9 @@ type preflight struct {
 	// settingsKnown: the settings were read on the client's connection.
 	settingsKnown bool
 	blockers      []blocker
+	// holders are all the sessions the last look found holding or
+	// awaiting a conflicting lock, those that pass quickly too.
+	holders []blocker
 }
 
 // transientHold is how long a lock holder's transaction may have been open
@@ -197,6 +200,7 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 			return pf, err
 		}
 		all := pf.blockers
+		pf.holders = all
 		bs := longHolders(all, seen)
 		// Holders whose details are hidden: look once more before deciding.
 		waitForHidden := len(bs) == 0 && len(hiddenHolders(all)) > 0 && seen == nil

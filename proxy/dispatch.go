@@ -34,6 +34,7 @@ type clientStatement interface {
 
 // carryOut records the guard's answer and carries it out.
 func (c *clientConn) carryOut(g *guard.Guard, st clientStatement, res guard.Result) (frameAction, []byte) {
+	holding := c.gsess.HoldsStrongLock() // before the string: record advances the session
 	c.record(g, res)
 	switch res.Action {
 	case guard.Allow:
@@ -43,6 +44,7 @@ func (c *clientConn) carryOut(g *guard.Guard, st clientStatement, res guard.Resu
 		if p == nil {
 			return st.allow()
 		}
+		p.holding = holding
 		return st.timeout(p, res)
 	case guard.Rewrite:
 		return st.rewrite(&res.Statements[0])

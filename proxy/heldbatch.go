@@ -28,7 +28,11 @@ func (c *clientConn) protectBatch(p *timeoutPlan) bool {
 	inTx := c.sess.TxStatus() == TxInBlock
 	c.waitingForClient.Store(true)
 	stop := c.watchClient()
-	pf, err := c.waitForBlockers(p, time.Now().Add(c.srv.cfg.Exec.RetryBudget))
+	deadline := time.Now().Add(c.srv.cfg.Exec.RetryBudget)
+	if inTx && p.holding {
+		deadline = time.Now() // the transaction holds locks: no waiting
+	}
+	pf, err := c.waitForBlockers(p, deadline)
 	stop()
 	c.waitingForClient.Store(false)
 	if c.clientLeft() {
@@ -161,6 +165,9 @@ func (c *clientConn) interceptBind(body []byte) {
 	if p == nil {
 		return
 	}
+	now := *p
+	now.holding = c.gsess.HoldsStrongLock()
+	p = &now
 	if c.sess.unsynced.Load() {
 		c.srv.log.Warn("prepared statement that needs a lock timeout executed mid-pipeline; it runs without it",
 			"conn_id", c.id, "statement", string(rest[:stmtEnd]))

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ddlguard/ddlguard/guard"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Lock-aware execution of `timeout` decisions.
@@ -85,6 +86,11 @@ type timeoutPlan struct {
 	// blockNeutral: every statement is block-neutral (guard.Decision) and
 	// none is transaction control.
 	blockNeutral bool
+	// holding: the client's transaction already holds SHARE or stronger
+	// on some relation (guard.Session.HoldsStrongLock), so every moment
+	// ddlguard waits, sessions wait for that transaction: no waiting for
+	// blockers, and a failure says to retry the transaction as a whole.
+	holding bool
 }
 
 // slowWork: a statement of the plan scans, rewrites or builds under its lock.
@@ -247,6 +253,9 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 	if !c.cleanupUntil.IsZero() && c.cleanupUntil.Before(deadline) {
 		deadline = c.cleanupUntil // the clean-up after a departed client
 	}
+	if inTx && p.holding {
+		deadline = time.Now() // one look for blockers, no waiting
+	}
 	c.waitingForClient.Store(true)
 	defer c.waitingForClient.Store(false)
 	obs := c.srv.obs
@@ -304,6 +313,13 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 			obs.LockRetry()
 			continue
 		}
+		if timedOut && inTx && p.holding {
+			var seen []string
+			for _, b := range pf.holders {
+				seen = append(seen, b.describe())
+			}
+			answer = withAdvice(answer, strings.Join(seen, "\n"), retryWholeTransaction)
+		}
 		if timedOut && retry {
 			obs.RetryBudgetExhausted()
 			if pf2, err := c.runPreflight(p); err == nil && len(pf2.blockers) > 0 {
@@ -315,6 +331,36 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 		}
 		return runOutcome{answer: answer, attempts: attempt + 1, lockWait: lockWait}
 	}
+}
+
+// retryWholeTransaction is the advice when a guarded statement fails
+// inside a transaction that holds locks: ddlguard does not wait there (the
+// sessions queued behind those locks would wait with it).
+const retryWholeTransaction = "The transaction is aborted, so its locks go at its ROLLBACK: roll back and run the whole transaction (the migration) again."
+
+// withAdvice returns the answer with detail (the sessions ddlguard saw in
+// the way just before, "" for none) and hint added to its lock-timeout
+// error.
+func withAdvice(frames []divertedFrame, detail, hint string) []divertedFrame {
+	for i, f := range frames {
+		if f.typ != 'E' {
+			continue
+		}
+		var e pgproto3.ErrorResponse
+		if err := e.Decode(f.body); err != nil || e.Code != codeLockNotAvailable {
+			continue
+		}
+		e.Hint = strings.TrimSpace(e.Hint + " " + hint)
+		if detail != "" {
+			e.Detail = strings.TrimSpace(e.Detail + "\nddlguard saw in the way just before: " + detail)
+		}
+		out, err := e.Encode(nil)
+		if err != nil {
+			continue
+		}
+		frames[i].body = out[5:]
+	}
+	return frames
 }
 
 // backoff is the jittered exponential delay before retry attempt+1.
@@ -370,6 +416,10 @@ func (c *clientConn) deliverFinal(p *timeoutPlan, pf *preflight, attempts int) (
 	}
 	msg := fmt.Sprintf("ddlguard: could not get %s within %s without queueing in front of other sessions (%d attempts)",
 		strings.Join(rels, ", "), c.srv.cfg.Exec.RetryBudget, attempts+1)
+	if p.holding && c.sess.TxStatus() == TxInBlock {
+		msg = fmt.Sprintf("ddlguard: could not get %s at once, and this transaction already holds locks that other sessions wait for: it is not kept waiting",
+			strings.Join(rels, ", "))
+	}
 	var detail, hint []string
 	for _, b := range pf.blockers {
 		detail = append(detail, b.describe())
@@ -381,6 +431,9 @@ func (c *clientConn) deliverFinal(p *timeoutPlan, pf *preflight, attempts int) (
 		}
 	}
 	h := "Retry later, or end the blocking session"
+	if p.holding && c.sess.TxStatus() == TxInBlock {
+		h = retryWholeTransaction + " Or end the blocking session"
+	}
 	if len(hint) > 0 {
 		h += " (operators): " + strings.Join(hint, " ")
 	}
