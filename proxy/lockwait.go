@@ -17,29 +17,40 @@ import (
 //
 // A guarded statement must never wait in the lock queue long enough to
 // stall the readers queued behind it. Before sending it, ddlguard asks the
-// server (on the client's own connection, invisibly, at a sync point)
-// which other sessions hold or wait for locks on the target tables that
-// conflict with the lock the statement needs. While there are any, it waits
-// outside the queue, polling, within the retry budget. Then it runs the
-// statement with a short lock_timeout for that statement only:
+// server (on the client's own connection, invisibly, at a sync point;
+// often already answered by the facts query, lockstate.go) which other
+// sessions hold or wait for locks on the target tables that conflict with
+// the lock the statement needs. While there are any, it waits outside the
+// queue, polling, within the retry budget. Then it runs the statement with
+// a short lock_timeout for that statement only, in one round trip
+// (protected.go):
 //
 //	SET [LOCAL] lock_timeout = '<short>'   -- hidden from the client
 //	<the client's statement>               -- its answer relayed as is
 //	SET [LOCAL] lock_timeout = '<before>'  -- hidden; restores the session's value
 //
 // (SET LOCAL inside the client's transaction, so that its own setting comes
-// back at COMMIT or ROLLBACK; a session whose lock_timeout is already as
-// short is left alone.) In autocommit, a single statement that still loses
-// the race and fails with lock_not_available (55P03) is retried with backoff
-// and jitter; inside a transaction it is not (the error has aborted the
-// client's transaction, and ddlguard does not own a savepoint there). When the
-// budget runs out, the client gets 55P03 naming the blockers, raised by the
-// server itself so the session is left as PostgreSQL would leave it.
+// back at COMMIT or ROLLBACK; in autocommit, where the statement allows it,
+// SET LOCAL in the same string and no restore; a session whose
+// lock_timeout is already as short is left alone.) In autocommit, a single
+// statement that still loses the race and fails with lock_not_available
+// (55P03) is retried with backoff and jitter; inside a transaction it is
+// not (the error has aborted the client's transaction, and ddlguard does
+// not own a savepoint there). When the budget runs out, the client gets
+// 55P03 naming the blockers, raised by the server itself so the session is
+// left as PostgreSQL would leave it.
 //
-// Extended protocol: the SET is injected before the first message of the
-// batch (Parse or Bind of a statement that needs it) and the restore after
-// the batch's Sync; a statement that needs a timeout in the middle of a
-// pipeline is rejected with advice to send it in its own batch.
+// A transaction that already holds SHARE or stronger is never kept
+// waiting: every moment it waits, the sessions queued behind its locks wait
+// too. Its statement gets one look for blockers: a session seen idle in a
+// transaction (or otherwise holding for long) ends it at once with 55P03,
+// anything else gets the lock timeout; either way the error names who was
+// in the way and says to run the whole transaction again.
+//
+// Extended protocol: a batch that starts with a statement that needs the
+// lock timeout is held until its Sync and run the same way (heldbatch.go);
+// a statement that needs a timeout in the middle of a pipeline is rejected
+// with advice to send it in its own batch.
 
 // ExecConfig tunes lock-aware execution. Zero fields take defaults.
 type ExecConfig struct {
