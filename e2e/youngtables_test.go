@@ -209,8 +209,9 @@ func TestWorkUnderHeldLockIsJudgedBySize(t *testing.T) {
 // constraints, ddlguard keeps what it measured of the table (its size and
 // kind) instead of asking again; anything that may write rows through the
 // same connection ends that. A table filled past small_table_bytes between
-// two migration statements is judged by its new size, in autocommit and
-// inside a transaction.
+// two migration statements is judged by its new size, in autocommit, inside
+// a transaction, and when the fill is a prepared statement executed again
+// (Bind and Execute alone).
 func TestKeptFactsDoNotHideGrowth(t *testing.T) {
 	const db = "kept_facts"
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -218,17 +219,28 @@ func TestKeptFactsDoNotHideGrowth(t *testing.T) {
 	freshDatabase(t, db,
 		"CREATE TABLE grow_auto (id bigint NOT NULL, a int, pad text)",
 		"CREATE TABLE grow_tx (id bigint NOT NULL, a int, pad text)",
+		"CREATE TABLE grow_prepared (id bigint NOT NULL, a int, pad text)",
 	)
 	p := startGuardProxy(t, guard.DefaultConfig())
 	fill := func(table string) string {
 		return "INSERT INTO " + table + " SELECT g, g, repeat('x', 100) FROM generate_series(1, 120000) g"
 	}
 	for _, c := range []struct {
-		table string
-		tx    bool
-	}{{"grow_auto", false}, {"grow_tx", true}} {
+		table    string
+		tx       bool
+		prepared bool // the fill is a prepared statement run again by Bind alone
+	}{{"grow_auto", false, false}, {"grow_tx", true, false}, {"grow_prepared", false, true}} {
 		t.Run(c.table, func(t *testing.T) {
 			conn, _ := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
+			if c.prepared {
+				if _, err := conn.Prepare(ctx, "fill", "INSERT INTO "+c.table+
+					" SELECT g, g, repeat('x', 100) FROM generate_series($1::int, $2::int) g"); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := conn.Exec(ctx, "fill", 1, 1); err != nil {
+					t.Fatal(err)
+				}
+			}
 			if c.tx {
 				enfMustExec(t, conn, "BEGIN")
 			}
@@ -242,7 +254,13 @@ func TestKeptFactsDoNotHideGrowth(t *testing.T) {
 					t.Fatalf("%s on an empty table: %v", sql, err)
 				}
 			}
-			enfMustExec(t, conn, fill(c.table))
+			if c.prepared {
+				if _, err := conn.Exec(ctx, "fill", 2, 120000); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				enfMustExec(t, conn, fill(c.table))
+			}
 			if got := enfValue(t, conn, "SELECT pg_relation_size('"+c.table+"') > 10 * 1024 * 1024"); got != "true" {
 				t.Fatalf("%s is not over small_table_bytes after the fill: %s", c.table, got)
 			}

@@ -53,16 +53,17 @@ const locksCTE = `WITH locks AS MATERIALIZED (SELECT l.relation, l.mode, l.grant
 // relationFactsJSON is the JSON object of facts (factsRow) about the
 // pg_class row c; exact as for factsQuery.
 //
-// Without exact, a table or materialized view that was never vacuumed or
-// analyzed (relpages says nothing: a young table, typically created by an
-// earlier migration) is measured with pg_relation_size when taking its
-// ACCESS SHARE lock cannot wait: the session already holds a lock on it
+// Without exact, a table or materialized view is measured with
+// pg_relation_size (relpages says nothing about a table never vacuumed or
+// analyzed, typically one an earlier migration created, and lags behind
+// one filled since its last VACUUM, ANALYZE or CREATE INDEX) when taking
+// its ACCESS SHARE lock cannot wait: the session already holds a lock on it
 // (its own lock never blocks it), or no other session holds or waits for
 // ACCESS EXCLUSIVE on it (the only mode ACCESS SHARE conflicts with). A
 // session that asks for ACCESS EXCLUSIVE between that look and the lock
 // would make the measurement wait behind it; the window is the time
 // between two steps of one query. Otherwise its size is unknown, which the
-// guard takes as large.
+// guard takes as large. Its indexes and TOAST table count by relpages.
 func relationFactsJSON(exact bool) string {
 	pages := `(COALESCE((SELECT sum(ix.relpages) FROM pg_catalog.pg_index x
         JOIN pg_catalog.pg_class ix ON ix.oid = x.indexrelid WHERE x.indrelid = r.oid), 0)
@@ -71,7 +72,7 @@ func relationFactsJSON(exact bool) string {
 	size := `sum(CASE WHEN m.measurable IS NULL THEN r.relpages::bigint * current_setting('block_size')::bigint
         WHEN m.measurable THEN COALESCE(pg_catalog.pg_relation_size(r.oid), 0) ELSE 0 END + ` + pages + `)`
 	unknown := `bool_or(m.measurable IS FALSE)`
-	measurable := `LEFT JOIN LATERAL (SELECT CASE WHEN r.relkind IN ('r', 'm') AND (r.reltuples < 0 OR (r.reltuples = 0 AND r.relpages = 0))
+	measurable := `LEFT JOIN LATERAL (SELECT CASE WHEN r.relkind IN ('r', 'm')
       THEN EXISTS (SELECT 1 FROM locks l WHERE l.relation = r.oid AND l.pid = pg_catalog.pg_backend_pid() AND l.granted)
         OR NOT EXISTS (SELECT 1 FROM locks l WHERE l.relation = r.oid
           AND l.mode = 'AccessExclusiveLock' AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid())

@@ -82,6 +82,7 @@ func (c *clientConn) interceptParse(body []byte, inLoop bool) (frameAction, []by
 		delete(c.stmtTimeouts, string(body[:nameEnd]))
 	}
 	if !needed {
+		c.facts.parsed(string(body[:nameEnd]), false)
 		c.facts.dropKept() // it may write rows
 		c.srv.obs.StatementPassed()
 		return forwardFrame, nil
@@ -95,6 +96,11 @@ func (c *clientConn) interceptParse(body []byte, inLoop bool) (frameAction, []by
 	// one could be executed again later, when the sequence has run).
 	rewritable := nameEnd == 0 && c.batch == nil && c.restoreOnSync == nil && atSync && c.sess.TxStatus() != TxFailed
 	res := g.Ask(guard.Request{SQL: sql, Session: &c.gsess, Facts: facts, Rewritable: rewritable})
+	keeps := true
+	for i := range res.Statements {
+		keeps = keeps && res.Statements[i].KeepsShape
+	}
+	c.facts.parsed(string(body[:nameEnd]), keeps)
 	return c.carryOut(g, parseMessage{c: c, g: g, body: body, nameEnd: nameEnd, textLen: len(view)}, res)
 }
 

@@ -53,6 +53,32 @@ type factsCache struct {
 	// them (guard.FactsOutlive): their size and kind only, good until
 	// anything else runs that may write rows.
 	kept map[string]bool
+	// keepers are the prepared statements (by name) whose statement keeps
+	// shapes (guard.Decision.KeepsShape): binding one leaves kept facts
+	// alone; binding any other may write rows.
+	keepers map[string]bool
+}
+
+// parsed records whether the statement just parsed under name keeps
+// shapes.
+func (fc *factsCache) parsed(name string, keeps bool) {
+	switch {
+	case keeps:
+		if fc.keepers == nil {
+			fc.keepers = map[string]bool{}
+		}
+		fc.keepers[name] = true
+	case fc.keepers != nil:
+		delete(fc.keepers, name)
+	}
+}
+
+// bound is told of a Bind of the prepared statement name: unless it keeps
+// shapes, it may write rows.
+func (fc *factsCache) bound(name string) {
+	if len(fc.kept) > 0 && !fc.keepers[name] {
+		fc.dropKept()
+	}
 }
 
 // forget drops what is cached about a relation a statement changed, and

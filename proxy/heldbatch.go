@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"time"
+	"unsafe"
 
 	"github.com/ddlguard/ddlguard/guard"
 )
@@ -110,6 +111,8 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 			b.frames = appendFrame(b.frames, typ, body)
 		}
 		return dropFrame, nil
+	case 'B':
+		c.facts.bound(boundStatement(body))
 	case 'E':
 		b.executes++
 	case 'S':
@@ -144,6 +147,21 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 	}
 	b.frames = appendFrame(b.frames, typ, body)
 	return dropFrame, nil
+}
+
+// boundStatement is the prepared statement name a Bind body binds ("" for
+// the unnamed one, or for a malformed body).
+func boundStatement(body []byte) string {
+	portalEnd := bytes.IndexByte(body, 0)
+	if portalEnd < 0 {
+		return ""
+	}
+	rest := body[portalEnd+1:]
+	stmtEnd := bytes.IndexByte(rest, 0)
+	if stmtEnd < 0 {
+		return ""
+	}
+	return unsafe.String(unsafe.SliceData(rest), stmtEnd)
 }
 
 // interceptBind protects a batch that starts by binding a prepared

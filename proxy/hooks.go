@@ -69,13 +69,17 @@ func (h clientHooks) onFrame(typ byte, body []byte, inLoop bool) (frameAction, [
 		if inLoop && len(c.stmtTimeouts) > 0 {
 			return deferFrame, nil // it may start a held batch
 		}
+		c.facts.bound(boundStatement(body))
 		c.interceptBind(body)
 		c.sess.unsynced.Store(true)
 		if c.batch != nil { // this Bind starts a held batch
 			c.batch.frames = appendFrame(c.batch.frames, 'B', body)
 			return dropFrame, nil
 		}
-	case 'S', 'F':
+	case 'F':
+		c.facts.dropKept() // a function call may write rows
+		c.sess.pending.Add(1)
+	case 'S':
 		c.sess.pending.Add(1)
 	case 'E':
 		c.sess.unsynced.Store(true)
