@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -115,7 +114,7 @@ func conflicting(m guard.LockMode) []string {
 // waiting for conflicting locks on the targets. Like the facts query it
 // takes no lock on user tables and cannot raise an error.
 // With no targets it reads the timeouts alone.
-func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
+func preflightQuery(targets []guard.Lock, self string) (string, error) {
 	if len(targets) == 0 {
 		return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'), NULL::json`, nil
 	}
@@ -130,7 +129,7 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
      'hidden', l.pid IS NOT NULL AND a.state IS NULL,
      'xact_age', extract(epoch FROM clock_timestamp() - a.xact_start), 'query', left(a.query, 200),
      'mode', l.mode, 'granted', l.granted, 'relation', t.name, 'gid', px.gid) ORDER BY l.granted DESC, a.xact_start)
-  ` + conflictingLocksSQL(values, clientPID) + `
+  ` + conflictingLocksSQL(values, self) + `
   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
   LEFT JOIN pg_catalog.pg_prepared_xacts px ON l.pid IS NULL
       AND px.transaction::text = split_part(l.virtualtransaction, '/', 2))`, nil
@@ -140,13 +139,13 @@ func preflightQuery(targets []guard.Lock, clientPID uint32) (string, error) {
 // awaited by another session conflicts with the targets (third column
 // true), without the activity views: the usual answer, none, costs a
 // fraction of preflightQuery's planning, on a fresh connection most of all.
-func conflictsQuery(targets []guard.Lock, clientPID uint32) (string, error) {
+func conflictsQuery(targets []guard.Lock, self string) (string, error) {
 	values, err := targetValues(targets)
 	if err != nil {
 		return "", err
 	}
 	return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'),
- EXISTS (SELECT 1 ` + conflictingLocksSQL(values, clientPID) + `)`, nil
+ EXISTS (SELECT 1 ` + conflictingLocksSQL(values, self) + `)`, nil
 }
 
 // targetValues is a VALUES list of (name, oid, conflicting pg_locks modes)
@@ -168,12 +167,14 @@ func targetValues(targets []guard.Lock) (string, error) {
 }
 
 // conflictingLocksSQL is the FROM clause of the locks (l) other sessions
-// hold or await that conflict with a target (t) in this database.
-func conflictingLocksSQL(values string, clientPID uint32) string {
+// hold or await that conflict with a target (t) in this database; self is
+// an SQL expression for the client's backend pid (pg_backend_pid() on the
+// client's own connection, which a pooler in between cannot make wrong).
+func conflictingLocksSQL(values string, self string) string {
 	return `FROM (VALUES ` + values + `) AS t(name, oid, modes)
   JOIN pg_catalog.pg_locks l ON l.locktype = 'relation' AND l.relation = t.oid AND l.mode = ANY (t.modes)
       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
-      AND l.pid IS DISTINCT FROM ` + strconv.FormatUint(uint64(clientPID), 10)
+      AND l.pid IS DISTINCT FROM ` + self
 }
 
 // waitForBlockers polls until no session blocks the plan's locks or the

@@ -126,7 +126,7 @@ func (s sessionCatalog) preflight(targets []guard.Lock) (*preflight, error) {
 		build = preflightQuery
 	}
 	for {
-		q, err := build(targets, s.c.sess.backendPID)
+		q, err := build(targets, "pg_catalog.pg_backend_pid()")
 		if err != nil {
 			return nil, err
 		}

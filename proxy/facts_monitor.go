@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -126,7 +127,7 @@ func (m *MonitorFacts) Blockers(database string, targets []guard.Lock, clientPID
 	if err != nil {
 		return nil, err
 	}
-	q, err := preflightQuery(targets, clientPID)
+	q, err := preflightQuery(targets, strconv.FormatUint(uint64(clientPID), 10))
 	if err != nil {
 		return nil, err
 	}
