@@ -195,6 +195,9 @@ type lwLoad struct {
 	start time.Time
 	stop  chan struct{}
 	wg    sync.WaitGroup
+	// query counts rows of a table, rows is the count it must return.
+	query string
+	rows  int64
 
 	mu      sync.Mutex
 	samples []lwSample
@@ -207,7 +210,13 @@ type lwSample struct {
 }
 
 func lwStartLoad(conns []*pgx.Conn) *lwLoad {
-	l := &lwLoad{start: time.Now(), stop: make(chan struct{})}
+	return lwStartQueryLoad(conns, lwReaderSQL, lwReaderRows)
+}
+
+// lwStartQueryLoad starts readers on conns that each run query (a count
+// that must return rows) in a loop.
+func lwStartQueryLoad(conns []*pgx.Conn, query string, rows int64) *lwLoad {
+	l := &lwLoad{start: time.Now(), stop: make(chan struct{}), query: query, rows: rows}
 	for _, c := range conns {
 		l.wg.Add(1)
 		go l.read(c)
@@ -226,11 +235,11 @@ func (l *lwLoad) read(conn *pgx.Conn) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		begin := time.Now()
 		var n int64
-		err := conn.QueryRow(ctx, lwReaderSQL).Scan(&n)
+		err := conn.QueryRow(ctx, l.query).Scan(&n)
 		d := time.Since(begin)
 		cancel()
-		if err == nil && n != lwReaderRows {
-			err = fmt.Errorf("reader counted %d rows, want %d", n, lwReaderRows)
+		if err == nil && n != l.rows {
+			err = fmt.Errorf("reader counted %d rows, want %d", n, l.rows)
 		}
 		l.mu.Lock()
 		l.samples = append(l.samples, lwSample{begin, d})
@@ -1281,34 +1290,7 @@ func TestLockWaitInTransactionHoldingLocks(t *testing.T) {
 			for i := range readers {
 				readers[i] = lwDirect(t, fmt.Sprintf("lw-hold-reader-%d", i))
 			}
-			load := &lwLoad{start: time.Now(), stop: make(chan struct{})}
-			for _, r := range readers {
-				load.wg.Add(1)
-				go func(conn *pgx.Conn) {
-					defer load.wg.Done()
-					for {
-						select {
-						case <-load.stop:
-							return
-						default:
-						}
-						qctx, qcancel := context.WithTimeout(ctx, 40*time.Second)
-						begin := time.Now()
-						var n int64
-						err := conn.QueryRow(qctx, "SELECT count(*) FROM lw_hold_a").Scan(&n)
-						qcancel()
-						load.mu.Lock()
-						load.samples = append(load.samples, lwSample{begin, time.Since(begin)})
-						if err != nil {
-							load.errs = append(load.errs, err)
-						}
-						load.mu.Unlock()
-						if err != nil {
-							return
-						}
-					}
-				}(r)
-			}
+			load := lwStartQueryLoad(readers, "SELECT count(*) FROM lw_hold_a", 100)
 			time.Sleep(lwWarmup)
 
 			ddl := lwConnect(t, p, "lw-hold-ddl")

@@ -73,10 +73,13 @@ func (fc *factsCache) parsed(name string, keeps bool) {
 	}
 }
 
-// bound is told of a Bind of the prepared statement name: unless it keeps
+// bound is told of a Bind (its body): unless the statement it binds keeps
 // shapes, it may write rows.
-func (fc *factsCache) bound(name string) {
-	if len(fc.kept) > 0 && !fc.keepers[name] {
+func (fc *factsCache) bound(bind []byte) {
+	if len(fc.kept) == 0 {
+		return
+	}
+	if name, ok := boundStatement(bind); !ok || !fc.keepers[name] {
 		fc.dropKept()
 	}
 }

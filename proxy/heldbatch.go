@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -112,7 +113,7 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 		}
 		return dropFrame, nil
 	case 'B':
-		c.facts.bound(boundStatement(body))
+		c.facts.bound(body)
 	case 'E':
 		b.executes++
 	case 'S':
@@ -150,18 +151,18 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 }
 
 // boundStatement is the prepared statement name a Bind body binds ("" for
-// the unnamed one, or for a malformed body).
-func boundStatement(body []byte) string {
+// the unnamed one); ok is false for a malformed body.
+func boundStatement(body []byte) (name string, ok bool) {
 	portalEnd := bytes.IndexByte(body, 0)
 	if portalEnd < 0 {
-		return ""
+		return "", false
 	}
 	rest := body[portalEnd+1:]
 	stmtEnd := bytes.IndexByte(rest, 0)
 	if stmtEnd < 0 {
-		return ""
+		return "", false
 	}
-	return unsafe.String(unsafe.SliceData(rest), stmtEnd)
+	return unsafe.String(unsafe.SliceData(rest), stmtEnd), true
 }
 
 // interceptBind protects a batch that starts by binding a prepared
@@ -170,16 +171,11 @@ func (c *clientConn) interceptBind(body []byte) {
 	if len(c.stmtTimeouts) == 0 || c.restoreOnSync != nil {
 		return
 	}
-	portalEnd := bytes.IndexByte(body, 0)
-	if portalEnd < 0 {
+	name, ok := boundStatement(body)
+	if !ok {
 		return
 	}
-	rest := body[portalEnd+1:]
-	stmtEnd := bytes.IndexByte(rest, 0)
-	if stmtEnd < 0 {
-		return
-	}
-	p := c.stmtTimeouts[string(rest[:stmtEnd])]
+	p := c.stmtTimeouts[name]
 	if p == nil {
 		return
 	}
@@ -188,7 +184,7 @@ func (c *clientConn) interceptBind(body []byte) {
 	p = &now
 	if c.sess.unsynced.Load() {
 		c.srv.log.Warn("prepared statement that needs a lock timeout executed mid-pipeline; it runs without it",
-			"conn_id", c.id, "statement", string(rest[:stmtEnd]))
+			"conn_id", c.id, "statement", strings.Clone(name))
 		return
 	}
 	c.holdBatch(p)

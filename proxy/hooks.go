@@ -69,7 +69,7 @@ func (h clientHooks) onFrame(typ byte, body []byte, inLoop bool) (frameAction, [
 		if inLoop && len(c.stmtTimeouts) > 0 {
 			return deferFrame, nil // it may start a held batch
 		}
-		c.facts.bound(boundStatement(body))
+		c.facts.bound(body)
 		c.interceptBind(body)
 		c.sess.unsynced.Store(true)
 		if c.batch != nil { // this Bind starts a held batch
