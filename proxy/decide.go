@@ -82,7 +82,7 @@ func (c *clientConn) interceptParse(body []byte, inLoop bool) (frameAction, []by
 		delete(c.stmtTimeouts, string(body[:nameEnd]))
 	}
 	if !needed {
-		c.facts.parsed(string(body[:nameEnd]), false)
+		c.facts.parsed(body[:nameEnd], false)
 		c.facts.dropKept() // it may write rows
 		c.srv.obs.StatementPassed()
 		return forwardFrame, nil
@@ -96,11 +96,7 @@ func (c *clientConn) interceptParse(body []byte, inLoop bool) (frameAction, []by
 	// one could be executed again later, when the sequence has run).
 	rewritable := nameEnd == 0 && c.batch == nil && c.restoreOnSync == nil && atSync && c.sess.TxStatus() != TxFailed
 	res := g.Ask(guard.Request{SQL: sql, Session: &c.gsess, Facts: facts, Rewritable: rewritable})
-	keeps := true
-	for i := range res.Statements {
-		keeps = keeps && res.Statements[i].KeepsShape
-	}
-	c.facts.parsed(string(body[:nameEnd]), keeps)
+	c.facts.parsed(body[:nameEnd], keepsShapes(res))
 	return c.carryOut(g, parseMessage{c: c, g: g, body: body, nameEnd: nameEnd, textLen: len(view)}, res)
 }
 
@@ -112,10 +108,7 @@ func (c *clientConn) interceptParse(body []byte, inLoop bool) (frameAction, []by
 // rejecting one as the rules chose them.
 func (c *clientConn) record(g *guard.Guard, res guard.Result) {
 	rejecting := res.Rejecting()
-	keepable := true
-	for i := range res.Statements {
-		keepable = keepable && res.Statements[i].KeepsShape
-	}
+	keepable := keepsShapes(res)
 	if !keepable && rejecting < 0 {
 		c.facts.dropKept()
 	}
@@ -146,6 +139,17 @@ func (c *clientConn) record(g *guard.Guard, res guard.Result) {
 			}
 		}
 	}
+}
+
+// keepsShapes: every statement of the string keeps shapes
+// (guard.Decision.KeepsShape).
+func keepsShapes(res guard.Result) bool {
+	for i := range res.Statements {
+		if !res.Statements[i].KeepsShape {
+			return false
+		}
+	}
+	return true
 }
 
 // syncSession brings the guard's view of the session up to date from what

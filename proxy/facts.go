@@ -61,15 +61,15 @@ type factsCache struct {
 
 // parsed records whether the statement just parsed under name keeps
 // shapes.
-func (fc *factsCache) parsed(name string, keeps bool) {
+func (fc *factsCache) parsed(name []byte, keeps bool) {
 	switch {
 	case keeps:
 		if fc.keepers == nil {
 			fc.keepers = map[string]bool{}
 		}
-		fc.keepers[name] = true
+		fc.keepers[string(name)] = true
 	case fc.keepers != nil:
-		delete(fc.keepers, name)
+		delete(fc.keepers, string(name))
 	}
 }
 
