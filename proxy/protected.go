@@ -1,9 +1,9 @@
 package proxy
 
 import (
-	"bytes"
-	"strconv"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Running a guarded statement under its lock timeout, in one round trip.
@@ -91,24 +91,18 @@ func withoutPrefix(frames []divertedFrame, prefixLen int) []divertedFrame {
 	return frames
 }
 
-// shiftPosition moves the error cursor position ('P' field, in characters
-// from 1) of an ErrorResponse body back by n.
+// shiftPosition moves the error cursor position (in characters from 1) of
+// an ErrorResponse body back by n; a position inside the first n (ddlguard's
+// own text) or an undecodable body is left alone.
 func shiftPosition(body []byte, n int) []byte {
-	for i := 0; i < len(body) && body[i] != 0; {
-		end := bytes.IndexByte(body[i:], 0)
-		if end < 0 {
-			return body
-		}
-		if body[i] == 'P' {
-			pos, err := strconv.Atoi(string(body[i+1 : i+end]))
-			if err != nil || pos <= n {
-				return body
-			}
-			out := append([]byte(nil), body[:i+1]...)
-			out = strconv.AppendInt(out, int64(pos-n), 10)
-			return append(out, body[i+end:]...)
-		}
-		i += end + 1
+	var e pgproto3.ErrorResponse
+	if e.Decode(body) != nil || int(e.Position) <= n {
+		return body
 	}
-	return body
+	e.Position -= int32(n)
+	out, err := e.Encode(nil)
+	if err != nil {
+		return body
+	}
+	return out[5:]
 }
