@@ -99,20 +99,16 @@ func checkLetThrough(t *testing.T, sql string, received []wireFrame, sent func(w
 			}
 		}
 	}
-	setSeen := false
+	var lt serverTimeout
 	for _, fr := range received {
-		if fr.typ == 'Q' {
-			if on, ok := lockTimeoutSet(fr.body); ok {
-				setSeen = on
-			}
-		}
+		lt.see(fr)
 		if !sent(fr) {
 			continue
 		}
 		if rejected {
 			t.Fatalf("%q (guard: %s) reached the server as written", sql, res.Action)
 		}
-		if timeout && !setSeen && !copyStmt {
+		if timeout && !lt.on() && !copyStmt {
 			t.Fatalf("%q (guard: timeout) reached the server without a lock timeout; server got %s", sql, frameTypes(received))
 		}
 	}
@@ -127,8 +123,33 @@ func lockTimeoutSet(body []byte) (on, ok bool) {
 	if !ok {
 		v, ok = strings.CutPrefix(q, "SET LOCAL lock_timeout = ")
 	}
+	v, _, _ = strings.Cut(v, "; ") // SET LOCAL in front of the client's string
 	return ok && v != "'0'" && strings.HasSuffix(v, "ms'"), ok
 }
+
+// serverTimeout follows, frame by frame, whether what the server gets
+// next runs under a lock timeout ddlguard set: a session or local SET (a
+// Query), or the lead set_config of an extended batch, which holds until
+// the batch's Sync.
+type serverTimeout struct{ set, lead bool }
+
+func (s *serverTimeout) see(fr wireFrame) {
+	switch fr.typ {
+	case 'Q':
+		if on, ok := lockTimeoutSet(fr.body); ok {
+			s.set = on
+		}
+	case 'P':
+		if _, q, ok := parseFields(fr.body); ok && strings.HasPrefix(q, "SELECT pg_catalog.set_config('lock_timeout', '") &&
+			strings.HasSuffix(q, "ms', true)") {
+			s.lead = true
+		}
+	case 'S':
+		s.lead = false
+	}
+}
+
+func (s *serverTimeout) on() bool { return s.set || s.lead }
 
 // FuzzQuery: a simple Query through the guard.
 func FuzzQuery(f *testing.F) {
@@ -153,7 +174,9 @@ func FuzzQuery(f *testing.F) {
 		}
 		checkLetThrough(t, sql, h.upstreamFrames(), func(fr wireFrame) bool {
 			q, _ := serverView(fr.body)
-			return fr.typ == 'Q' && q == sql
+			// As written, or after the SET LOCAL of its own implicit
+			// transaction.
+			return fr.typ == 'Q' && (q == sql || strings.HasPrefix(q, "SET LOCAL lock_timeout = ") && strings.HasSuffix(q, "; "+sql))
 		})
 	})
 }
@@ -224,12 +247,10 @@ func FuzzBind(f *testing.F) {
 		if b.Decode(bind) != nil || b.PreparedStatement != "guarded" {
 			return
 		}
-		setSeen := false
+		var lt serverTimeout
 		for _, fr := range h.upstreamFrames()[before:] {
-			if on, ok := lockTimeoutSet(fr.body); fr.typ == 'Q' && ok {
-				setSeen = on
-			}
-			if fr.typ == 'B' && bytes.Equal(fr.body, bind) && !setSeen {
+			lt.see(fr)
+			if fr.typ == 'B' && bytes.Equal(fr.body, bind) && !lt.on() {
 				t.Fatalf("Bind %q of the guarded statement reached the server without a lock timeout", bind)
 			}
 		}

@@ -84,6 +84,9 @@ type heldBatch struct {
 	plan     *timeoutPlan
 	frames   []byte
 	executes int
+	// parses counts the Parses after the batch's first message: statements
+	// the plan was not made from.
+	parses int
 	// rewrite: the batch's (unnamed) statement is to be replaced by its
 	// safe sequence; its Parse is rebuilt at Sync. The decision was made
 	// and recorded at the Parse; a batch the client breaks off before its
@@ -105,6 +108,7 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 	switch typ {
 	case 'P':
 		// Decided like any Parse (a rejection replaces the statement).
+		b.parses++
 		act, out := c.interceptParse(body, false)
 		if act == replaceFrame {
 			b.frames = append(b.frames, out...)
@@ -122,7 +126,15 @@ func (c *clientConn) batchFrame(typ byte, body []byte) (frameAction, []byte) {
 		if b.rewrite != nil {
 			return c.rewriteBatch(b)
 		}
-		return c.runGuarded(b.frames, b.plan, b.executes == 1)
+		p := b.plan
+		if b.parses > 0 && p.blockNeutral {
+			// Not known to be block-neutral: the other statements were not
+			// planned with it.
+			whole := *p
+			whole.blockNeutral = false
+			p = &whole
+		}
+		return c.runGuarded(b.frames, p, b.executes == 1)
 	case 'H', 'Q', 'X', 'F', 'd', 'c', 'f':
 		// The client wants answers before its Sync (Flush), or steps out
 		// of the batch: send what was held with the lock timeout set, no

@@ -31,7 +31,8 @@ import (
 //
 // (SET LOCAL inside the client's transaction, so that its own setting comes
 // back at COMMIT or ROLLBACK; in autocommit, where the statement allows it,
-// SET LOCAL in the same string and no restore; a session whose
+// set for the statement's own implicit transaction, in the same string or
+// in front of the same batch, and no restore; a session whose
 // lock_timeout is already as short is left alone.) In autocommit, a single
 // statement that still loses the race and fails with lock_not_available
 // (55P03) is retried with backoff and jitter; inside a transaction it is

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -19,6 +20,11 @@ import (
 //     meant for the statement cannot leave it running without the
 //     timeout. The SET's CommandComplete is removed from the answer and an
 //     error position is moved back to the client's text.
+//   - an extended batch in autocommit, of one block-neutral statement,
+//     gets `SELECT set_config('lock_timeout', ..., true)` as Parse, Bind
+//     and Execute in front of its own messages: the same implicit
+//     transaction, which ends at the batch's Sync (timeoutLead); their
+//     answers are removed (withoutLead).
 //   - anything else (inside the client's transaction, an extended batch,
 //     statements PostgreSQL treats differently in a block) is sent as it
 //     came, between a hidden SET [LOCAL] before it and the restore (and,
@@ -30,14 +36,23 @@ import (
 // under plan p with the settings read by pf, and returns the client's
 // answer.
 func (c *clientConn) runProtected(frames []byte, p *timeoutPlan, pf *preflight, inTx bool) ([]divertedFrame, error) {
-	if !inTx && p.blockNeutral && frames[0] == 'Q' {
+	if !inTx && p.blockNeutral {
 		if set, _ := timeoutStatements(pf.lockTimeout, p.lockTimeout, true); set != "" {
-			prefix := set + "; "
-			answers, err := c.internalPipeline([]segment{{frames: queryFrame(prefix + queryText(frames))}}, 24*time.Hour)
-			if err != nil {
-				return nil, err
+			switch {
+			case frames[0] == 'Q':
+				prefix := set + "; "
+				answers, err := c.internalPipeline([]segment{{frames: queryFrame(prefix + queryText(frames))}}, 24*time.Hour)
+				if err != nil {
+					return nil, err
+				}
+				return withoutPrefix(answers[0], len(prefix)), nil
+			case leadFits(frames):
+				answers, err := c.internalPipeline([]segment{{frames: append(timeoutLead(p.lockTimeout), frames...)}}, 24*time.Hour)
+				if err != nil {
+					return nil, err
+				}
+				return withoutLead(answers[0]), nil
 			}
-			return withoutPrefix(answers[0], len(prefix)), nil
 		}
 	}
 	set, restore := timeoutStatements(pf.lockTimeout, p.lockTimeout, inTx)
@@ -105,4 +120,43 @@ func shiftPosition(body []byte, n int) []byte {
 		return body
 	}
 	return out[5:]
+}
+
+// timeoutLead is what goes in front of an extended batch in autocommit to
+// give its implicit transaction the lock timeout: an unnamed Parse, Bind
+// and Execute of set_config(..., is_local), answered by ParseComplete,
+// BindComplete, DataRow and CommandComplete. (SET LOCAL there would warn
+// that it is not in a transaction block.)
+func timeoutLead(d time.Duration) []byte {
+	out := queryParse(fmt.Sprintf("SELECT pg_catalog.set_config('lock_timeout', '%dms', true)", d.Milliseconds()), []byte{0, 0})
+	out, _ = (&pgproto3.Bind{}).Encode(out)
+	out, _ = (&pgproto3.Execute{}).Encode(out)
+	return out
+}
+
+// leadFits reports whether timeoutLead may go in front of a batch: the
+// batch starts with a Parse, or with a Bind of a named statement (the
+// lead replaces the unnamed statement, which the batch must not use
+// before it parses its own).
+func leadFits(frames []byte) bool {
+	switch frames[0] {
+	case 'P':
+		return true
+	case 'B':
+		name, ok := boundStatement(frames[5:])
+		return ok && name != ""
+	}
+	return false
+}
+
+// withoutLead is the answer to a batch that ddlguard led with timeoutLead
+// as the client's batch alone would have been answered. Should the lead
+// itself fail, its error is the answer (the server skipped the batch).
+func withoutLead(frames []divertedFrame) []divertedFrame {
+	for i, typ := range []byte("12DC") {
+		if i >= len(frames) || frames[i].typ != typ {
+			return frames[i:]
+		}
+	}
+	return frames[4:]
 }

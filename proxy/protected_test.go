@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 )
@@ -42,5 +44,68 @@ func TestWithoutPrefix(t *testing.T) {
 				t.Errorf("frames %q, want %q", types, tc.want)
 			}
 		})
+	}
+}
+
+func TestTimeoutLead(t *testing.T) {
+	lead := timeoutLead(500 * time.Millisecond)
+	var types string
+	for rest := lead; len(rest) > 0; {
+		n := int(binary.BigEndian.Uint32(rest[1:5]))
+		types += string(rest[0])
+		if rest[0] == 'P' {
+			var p pgproto3.Parse
+			if err := p.Decode(rest[5 : 1+n]); err != nil {
+				t.Fatalf("decode Parse: %v", err)
+			}
+			if p.Name != "" || p.Query != "SELECT pg_catalog.set_config('lock_timeout', '500ms', true)" {
+				t.Errorf("Parse %+v", p)
+			}
+		}
+		rest = rest[1+n:]
+	}
+	if types != "PBE" {
+		t.Errorf("lead frames %q, want PBE", types)
+	}
+
+	bind := func(stmt string) []byte {
+		out, _ := (&pgproto3.Bind{PreparedStatement: stmt}).Encode(nil)
+		return out
+	}
+	parse, _ := (&pgproto3.Parse{Query: "ALTER TABLE t ADD COLUMN c int"}).Encode(nil)
+	describe, _ := (&pgproto3.Describe{ObjectType: 'S'}).Encode(nil)
+	for _, tc := range []struct {
+		name   string
+		frames []byte
+		want   bool
+	}{
+		{"starts with a Parse", parse, true},
+		{"binds a named statement", bind("s1"), true},
+		{"binds the unnamed statement parsed before", bind(""), false},
+		{"describes the unnamed statement", describe, false},
+	} {
+		if got := leadFits(tc.frames); got != tc.want {
+			t.Errorf("%s: leadFits = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+
+	for _, tc := range []struct {
+		name, in, want string
+	}{
+		{"the lead's answers removed", "12DC12TCZ", "12TCZ"},
+		{"the lead failed: its error is the answer", "EZ", "EZ"},
+		{"the lead failed after its Parse", "1EZ", "EZ"},
+	} {
+		var in []divertedFrame
+		for _, typ := range []byte(tc.in) {
+			in = append(in, divertedFrame{typ: typ})
+		}
+		var got string
+		for _, f := range withoutLead(in) {
+			got += string(f.typ)
+		}
+		if got != tc.want {
+			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
 	}
 }

@@ -221,6 +221,15 @@ func serverCredential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}, nil
 }
 
+// RunAsServerUser makes cmd run as the OS user the server runs as (the
+// "postgres" OS user when the caller is root), for programs that, like
+// PostgreSQL, refuse to run as root (PgBouncer).
+func (c *Cluster) RunAsServerUser(cmd *exec.Cmd) {
+	if c.runAs != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.runAs}
+	}
+}
+
 // prepareDir makes Dir usable by the server user and writes the TLS files.
 func (c *Cluster) prepareDir() error {
 	if err := os.Chmod(c.Dir, 0o755); err != nil {
