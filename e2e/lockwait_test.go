@@ -1332,3 +1332,79 @@ func TestLockWaitInTransactionHoldingLocks(t *testing.T) {
 		})
 	}
 }
+
+// TestLockWaitNoDeadlockOutsideQueue: two migration transactions each read
+// a table (ACCESS SHARE held) and then ALTER it. Each is the other's
+// blocker, and while ddlguard keeps them waiting outside the lock queue
+// PostgreSQL's deadlock detector cannot see it: ddlguard must, and fail
+// exactly one of them at once with deadlock_detected (40P01), as
+// PostgreSQL fails one when the wait is in its queue, so that the other
+// goes on.
+func TestLockWaitNoDeadlockOutsideQueue(t *testing.T) {
+	lwSetup(t)
+	owner := lwDirect(t, "lw-deadlock-setup")
+	lwMust(t, owner, "CREATE TABLE IF NOT EXISTS lw_deadlock (id int)")
+	p := lwProxy(t, proxy.ExecConfig{})
+	for _, send := range []struct {
+		name string
+		fn   lwSend
+	}{{"simple", lwSimple}, {"extended", lwExtended}} {
+		t.Run(send.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			conns := make([]*pgx.Conn, 2)
+			for i := range conns {
+				conns[i] = lwConnect(t, p, fmt.Sprintf("lw-deadlock-%d", i))
+				lwMust(t, conns[i], "BEGIN")
+				lwMust(t, conns[i], "SELECT count(*) FROM lw_deadlock")
+			}
+			type result struct {
+				err  error
+				took time.Duration
+			}
+			results := make([]result, 2)
+			var wg sync.WaitGroup
+			for i, conn := range conns {
+				if i > 0 {
+					// The first is waiting outside the queue for the second
+					// (idle in its transaction) by now; the second finds
+					// the first idle in its transaction too.
+					time.Sleep(300 * time.Millisecond)
+				}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					start := time.Now()
+					err := send.fn(ctx, conn, "ALTER TABLE lw_deadlock ADD COLUMN "+lwColumn("deadlock")+" int")
+					if err != nil {
+						// The victim rolls back, as a migration tool does.
+						conn.Exec(ctx, "ROLLBACK")
+					}
+					results[i] = result{err, time.Since(start)}
+				}()
+			}
+			wg.Wait()
+			failed := 0
+			for i, r := range results {
+				t.Logf("transaction %d: %v after %s", i, r.err, r.took.Round(time.Millisecond))
+				if r.took > 5*time.Second {
+					t.Errorf("transaction %d waited %s (the retry budget is 30s): the wait for each other was not seen", i, r.took)
+				}
+				if r.err == nil {
+					lwMust(t, conns[i], "COMMIT")
+					continue
+				}
+				failed++
+				pgErr := lwWantCode(t, fmt.Sprintf("transaction %d", i), r.err, "40P01")
+				if !strings.Contains(pgErr.Message, "ddlguard: deadlock detected") || !strings.Contains(pgErr.Hint, "run the whole transaction") ||
+					!strings.Contains(pgErr.Detail, "lw-deadlock-") {
+					t.Errorf("transaction %d: message %q, detail %q, hint %q: want ddlguard's, naming the other transaction and saying to run this one again",
+						i, pgErr.Message, pgErr.Detail, pgErr.Hint)
+				}
+			}
+			if failed != 1 {
+				t.Errorf("%d of the two transactions failed, want exactly one", failed)
+			}
+		})
+	}
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -17,6 +18,12 @@ type preflight struct {
 	// holders are all the sessions the last look found holding or
 	// awaiting a conflicting lock, those that pass quickly too.
 	holders []blocker
+	// pid is the client's backend (pg_backend_pid() on its connection,
+	// 0 when the look was not taken there).
+	pid int
+	// deadlock: the client's transaction and the blockers wait for each
+	// other (waitGraph); it is the one to give up.
+	deadlock bool
 }
 
 // transientHold is how long a lock holder's transaction may have been open
@@ -110,13 +117,13 @@ func conflicting(m guard.LockMode) []string {
 	return out
 }
 
-// preflightQuery reads the session's timeouts and the sessions holding or
-// waiting for conflicting locks on the targets. Like the facts query it
+// preflightQuery reads the session's timeouts, the sessions holding or
+// waiting for conflicting locks on the targets and the backend's pid. Like the facts query it
 // takes no lock on user tables and cannot raise an error.
 // With no targets it reads the timeouts alone.
 func preflightQuery(targets []guard.Lock, self string) (string, error) {
 	if len(targets) == 0 {
-		return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'), NULL::json`, nil
+		return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'), NULL::json, pg_catalog.pg_backend_pid()`, nil
 	}
 	values, err := targetValues(targets)
 	if err != nil {
@@ -132,12 +139,13 @@ func preflightQuery(targets []guard.Lock, self string) (string, error) {
   ` + conflictingLocksSQL(values, self) + `
   LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
   LEFT JOIN pg_catalog.pg_prepared_xacts px ON l.pid IS NULL
-      AND px.transaction::text = split_part(l.virtualtransaction, '/', 2))`, nil
+      AND px.transaction::text = split_part(l.virtualtransaction, '/', 2)),
+ pg_catalog.pg_backend_pid()`, nil
 }
 
-// conflictsQuery reads the session's timeouts and whether any lock held or
+// conflictsQuery reads the session's timeouts, whether any lock held or
 // awaited by another session conflicts with the targets (third column
-// true), without the activity views: the usual answer, none, costs a
+// true) and the backend's pid, without the activity views: the usual answer, none, costs a
 // fraction of preflightQuery's planning, on a fresh connection most of all.
 func conflictsQuery(targets []guard.Lock, self string) (string, error) {
 	values, err := targetValues(targets)
@@ -145,7 +153,7 @@ func conflictsQuery(targets []guard.Lock, self string) (string, error) {
 		return "", err
 	}
 	return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'),
- EXISTS (SELECT 1 ` + conflictingLocksSQL(values, self) + `)`, nil
+ EXISTS (SELECT 1 ` + conflictingLocksSQL(values, self) + `), pg_catalog.pg_backend_pid()`, nil
 }
 
 // targetValues is a VALUES list of (name, oid, conflicting pg_locks modes)
@@ -191,6 +199,12 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 		return pf, nil // the facts query has answered it
 	}
 	var seen map[int]bool
+	waiting := 0 // the backend pid recorded in the wait graph
+	defer func() {
+		if waiting != 0 {
+			c.srv.waits.done(waiting)
+		}
+	}()
 	for {
 		pf, err := cats[0].preflight(targets)
 		if err != nil {
@@ -207,6 +221,13 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 		waitForHidden := len(bs) == 0 && len(hiddenHolders(all)) > 0 && seen == nil
 		seen = hiddenHolders(all)
 		if (len(bs) > 0 || waitForHidden) && time.Now().Before(deadline) && !c.clientLeft() && !c.userCancel.Load() {
+			if len(bs) > 0 && c.sess.TxStatus() == TxInBlock {
+				waiting = cmp.Or(pf.pid, int(c.sess.backendPID))
+				if c.srv.waits.wait(waiting, blockerPIDs(bs)) {
+					pf.blockers, pf.deadlock = bs, true
+					return pf, nil
+				}
+			}
 			c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
 			continue
 		}
@@ -216,6 +237,17 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 		pf.blockers = bs
 		return pf, nil
 	}
+}
+
+// blockerPIDs lists the backends of blockers (not prepared transactions).
+func blockerPIDs(bs []blocker) []int {
+	var out []int
+	for _, b := range bs {
+		if b.PID != 0 {
+			out = append(out, b.PID)
+		}
+	}
+	return out
 }
 
 func describeBlockers(pf *preflight) string {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/ddlguard/ddlguard/guard"
 )
@@ -134,7 +135,7 @@ func (s sessionCatalog) preflight(targets []guard.Lock) (*preflight, error) {
 		if err != nil {
 			return nil, err
 		}
-		rows, err := dataRows(frames, 3)
+		rows, err := dataRows(frames, 4)
 		if err != nil || len(rows) != 1 {
 			return nil, fmt.Errorf("preflight: %v", err)
 		}
@@ -146,10 +147,11 @@ func (s sessionCatalog) preflight(targets []guard.Lock) (*preflight, error) {
 	}
 }
 
-// preflightFromRow reads a preflight answer: the two timeouts and the
-// blockers (JSON, or NULL or false for none).
+// preflightFromRow reads a preflight answer: the two timeouts, the
+// blockers (JSON, or NULL or false for none) and the backend's pid.
 func preflightFromRow(row [][]byte) (*preflight, error) {
 	pf := &preflight{lockTimeout: string(row[0]), idleTimeout: string(row[1]), settingsKnown: true}
+	pf.pid, _ = strconv.Atoi(string(row[3]))
 	if row[2] != nil && string(row[2]) != "f" {
 		if err := json.Unmarshal(row[2], &pf.blockers); err != nil {
 			return nil, fmt.Errorf("preflight blockers: %w", err)

@@ -135,7 +135,8 @@ func (m *MonitorFacts) Blockers(database string, targets []guard.Lock, clientPID
 	defer cancel()
 	var lt, idle string
 	var js []byte
-	if err := p.QueryRow(ctx, q).Scan(&lt, &idle, &js); err != nil {
+	var pid int32 // the monitor's own
+	if err := p.QueryRow(ctx, q).Scan(&lt, &idle, &js, &pid); err != nil {
 		return nil, fmt.Errorf("monitor blocker check: %w", err)
 	}
 	var bs []blocker

@@ -46,7 +46,11 @@ import (
 // too. Its statement gets one look for blockers: a session seen idle in a
 // transaction (or otherwise holding for long) ends it at once with 55P03,
 // anything else gets the lock timeout; either way the error names who was
-// in the way and says to run the whole transaction again.
+// in the way and says to run the whole transaction again. Transactions
+// that ddlguard keeps waiting for each other (each holds a lock on a table
+// the other is to change) form a cycle PostgreSQL's deadlock detector
+// cannot see: ddlguard fails one of them with deadlock_detected (40P01)
+// at once, as PostgreSQL would (waitgraph.go).
 //
 // Extended protocol: a batch that starts with a statement that needs the
 // lock timeout is held until its Sync and run the same way (heldbatch.go);
@@ -290,7 +294,9 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 			pf = &preflight{lockTimeout: "0"}
 		}
 		if len(pf.blockers) > 0 {
-			obs.RetryBudgetExhausted()
+			if !pf.deadlock {
+				obs.RetryBudgetExhausted()
+			}
 			return runOutcome{blocked: pf, attempts: attempt, lockWait: lockWait}
 		}
 		if c.clientLeft() {
@@ -428,7 +434,13 @@ func (c *clientConn) deliverFinal(p *timeoutPlan, pf *preflight, attempts int) (
 	}
 	msg := fmt.Sprintf("ddlguard: could not get %s within %s without queueing in front of other sessions (%d attempts)",
 		strings.Join(rels, ", "), c.srv.cfg.Exec.RetryBudget, attempts+1)
-	if p.holding && c.sess.TxStatus() == TxInBlock {
+	code := codeLockNotAvailable
+	switch {
+	case pf.deadlock:
+		msg = fmt.Sprintf("ddlguard: deadlock detected: this transaction waits for %s while the sessions in the way wait, through ddlguard, for locks this transaction holds",
+			strings.Join(rels, ", "))
+		code = codeDeadlock
+	case p.holding && c.sess.TxStatus() == TxInBlock:
 		msg = fmt.Sprintf("ddlguard: could not get %s at once, and this transaction already holds locks that other sessions wait for: it is not kept waiting",
 			strings.Join(rels, ", "))
 	}
@@ -443,14 +455,15 @@ func (c *clientConn) deliverFinal(p *timeoutPlan, pf *preflight, attempts int) (
 		}
 	}
 	h := "Retry later, or end the blocking session"
-	if p.holding && c.sess.TxStatus() == TxInBlock {
+	if (p.holding || pf.deadlock) && c.sess.TxStatus() == TxInBlock {
 		h = retryWholeTransaction + " Or end the blocking session"
 	}
 	if len(hint) > 0 {
 		h += " (operators): " + strings.Join(hint, " ")
 	}
-	c.srv.log.Warn("guarded statement gave up", "conn_id", c.id, "blockers", len(pf.blockers), "budget", c.srv.cfg.Exec.RetryBudget)
-	return replaceFrame, queryFrame(raiseStatement(msg, "blocked by: "+strings.Join(detail, "\n"), h, codeLockNotAvailable))
+	c.srv.log.Warn("guarded statement gave up", "conn_id", c.id, "blockers", len(pf.blockers), "budget", c.srv.cfg.Exec.RetryBudget,
+		"deadlock", pf.deadlock)
+	return replaceFrame, queryFrame(raiseStatement(msg, "blocked by: "+strings.Join(detail, "\n"), h, code))
 }
 
 func appendUniqueString(list []string, s string) []string {

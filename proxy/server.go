@@ -38,6 +38,8 @@ type Server struct {
 	guard atomic.Pointer[guard.Guard]
 	// loopErrOnce logs, once, that the event loops could not start.
 	loopErrOnce sync.Once
+	// waits is who the transactions ddlguard keeps waiting wait for.
+	waits waitGraph
 }
 
 // New checks cfg and returns a Server ready to Serve.
