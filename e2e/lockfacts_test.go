@@ -129,6 +129,12 @@ INSERT INTO lf_part_2 SELECT i, 1000 + i % 1000, 'q' || i FROM generate_series(1
 CREATE TABLE lf_part_3 (id int NOT NULL, k int NOT NULL, v text,
 	CONSTRAINT lf_part_3_k_range CHECK (k >= 2000 AND k < 3000));
 INSERT INTO lf_part_3 SELECT i, 2000 + i % 1000, 'r' || i FROM generate_series(1, 20000) i;
+-- An index on the parent only and one on its partition, to attach.
+CREATE TABLE lf_ipart (id int NOT NULL, k int NOT NULL) PARTITION BY RANGE (k);
+CREATE TABLE lf_ipart_1 PARTITION OF lf_ipart FOR VALUES FROM (0) TO (1000);
+INSERT INTO lf_ipart SELECT i, i % 1000 FROM generate_series(1, 10000) i;
+CREATE INDEX lf_ipart_id_idx ON ONLY lf_ipart (id);
+CREATE INDEX lf_ipart_1_id_idx ON lf_ipart_1 (id);
 
 CREATE TABLE lf_inh_parent (id int NOT NULL, v text);
 CREATE TABLE lf_inh_child () INHERITS (lf_inh_parent);

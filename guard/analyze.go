@@ -225,12 +225,19 @@ func (s *stmt) created(rv *pg_query.RangeVar) {
 
 func (s *stmt) analyzeCreateIndex(ix *pg_query.IndexStmt) {
 	s.kind = "CREATE INDEX"
+	rel := rangeVarName(ix.Relation)
 	if ix.Concurrent {
 		s.concurrently = true
-		s.lock(rangeVarName(ix.Relation), ShareUpdateExclusive, WorkIndexBuild)
+		s.lock(rel, ShareUpdateExclusive, WorkIndexBuild)
 		return
 	}
-	s.lock(rangeVarName(ix.Relation), Share, WorkIndexBuild)
+	if !ix.Relation.Inh && s.isPartitioned(rel) {
+		// ON ONLY a partitioned table: an invalid index on the parent
+		// alone, nothing built.
+		s.lock(rel, Share, WorkNone)
+		return
+	}
+	s.lock(rel, Share, WorkIndexBuild)
 }
 
 func (s *stmt) analyzeDrop(d *pg_query.DropStmt) {

@@ -68,6 +68,15 @@ func (s *stmt) alterCmd(rel string, objtype pg_query.ObjectType, cmd *pg_query.A
 		return AccessExclusive, WorkRewrite
 	case pg_query.AlterTableType_AT_AttachPartition:
 		pc := cmd.Def.GetPartitionCmd()
+		if objtype == pg_query.ObjectType_OBJECT_INDEX {
+			// ALTER INDEX parent ATTACH PARTITION child: ACCESS EXCLUSIVE
+			// on the child index, SHARE UPDATE EXCLUSIVE on the parent
+			// index, ACCESS SHARE on both tables; nothing is read.
+			if pc != nil {
+				s.lock(rangeVarName(pc.Name), AccessExclusive, WorkNone)
+			}
+			return ShareUpdateExclusive, WorkNone
+		}
 		if pc != nil {
 			s.lock(rangeVarName(pc.Name), AccessExclusive, WorkScan)
 		}

@@ -261,6 +261,22 @@ type RelationFacts struct {
 	PartitionKey []string
 	// Table is, for an index, the table it belongs to.
 	Table string
+	// Partitions is a partitioned table's partition tree (sub-partitions
+	// too), each partition after its parent; Indexes names a partitioned
+	// table's own indexes.
+	Partitions []Partition
+	Indexes    []string
+}
+
+// Partition is one partition in a partitioned table's tree.
+type Partition struct {
+	// Name as the guard names relations; Parent likewise, "" for a
+	// partition of the table itself.
+	Name, Parent string
+	// Kind is pg_class.relkind: 'r' table, 'p' partitioned, 'f' foreign.
+	Kind byte
+	// Indexes names its indexes.
+	Indexes []string
 }
 
 // Column is one column's catalog facts.

@@ -28,6 +28,9 @@ var update = flag.Bool("update", false, "rewrite the expected sections of testda
 //	temp: t                     (session temporary relation; repeatable)
 //	notvalid: t.c               (constraint added NOT VALID earlier in the transaction)
 //	facts: t size=20MB rows=1000 col:b="character varying(10)" notnull:h unique_index populated
+//	                            (a partitioned table's tree: part:NAME[@PARENT][:KIND],
+//	                            KIND p or f, default r; index:NAME its own index,
+//	                            partindex:PART=NAME a partition's)
 //	absent: t                   (the catalog has no such relation; repeatable)
 //	domain: d t u               (domain d's relations: t and u, each with the
 //	                            facts of its facts: line, else a table of
@@ -264,6 +267,22 @@ func parseFacts(t *testing.T, val string) (string, RelationFacts) {
 			f.Kind = v[0]
 		case k == "table":
 			f.Table = v
+		case strings.HasPrefix(k, "part:"):
+			p := Partition{Kind: 'r'}
+			spec := strings.TrimPrefix(k, "part:")
+			if i := strings.LastIndexByte(spec, ':'); i >= 0 {
+				spec, p.Kind = spec[:i], spec[i+1]
+			}
+			p.Name, p.Parent, _ = strings.Cut(spec, "@")
+			f.Partitions = append(f.Partitions, p)
+		case strings.HasPrefix(k, "index:"):
+			f.Indexes = append(f.Indexes, strings.TrimPrefix(k, "index:"))
+		case strings.HasPrefix(k, "partindex:"):
+			for i := range f.Partitions {
+				if f.Partitions[i].Name == strings.TrimPrefix(k, "partindex:") {
+					f.Partitions[i].Indexes = append(f.Partitions[i].Indexes, v)
+				}
+			}
 		default:
 			t.Fatalf("unknown fact %q", tok)
 		}

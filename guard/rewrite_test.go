@@ -1,6 +1,25 @@
 package guard
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
+
+func TestUndoSequence(t *testing.T) {
+	ran := []string{
+		"CREATE INDEX events_v_idx ON ONLY events USING btree (v)",
+		"CREATE INDEX CONCURRENTLY events_2025_v_idx ON events_2025 USING btree (v)",
+		"ALTER INDEX events_v_idx ATTACH PARTITION events_2025_v_idx",
+		"CREATE INDEX events_2026_v_idx ON ONLY arch.events_2026 USING btree (v)",
+		"ALTER INDEX events_v_idx ATTACH PARTITION arch.events_2026_v_idx",
+		"CREATE INDEX CONCURRENTLY events_2026_a_v_idx ON events_2026_a USING btree (v)",
+	}
+	got := strings.Join(UndoSequence(ran), "; ")
+	want := "DROP INDEX CONCURRENTLY IF EXISTS events_2026_a_v_idx; DROP INDEX IF EXISTS events_v_idx"
+	if got != want {
+		t.Errorf("UndoSequence = %q, want %q (attached indexes go with the parent's)", got, want)
+	}
+}
 
 func TestUndoStatement(t *testing.T) {
 	cases := map[string]string{
@@ -11,6 +30,7 @@ func TestUndoStatement(t *testing.T) {
 		"ALTER TABLE t VALIDATE CONSTRAINT t_b_fkey":                                          "",
 		"ALTER TABLE t ALTER COLUMN a SET NOT NULL":                                           "",
 		"CREATE INDEX CONCURRENTLY ON t (a)":                                                  "",
+		"CREATE INDEX events_v_idx ON ONLY app.events USING btree (v)":                        "DROP INDEX IF EXISTS app.events_v_idx",
 		"ALTER DOMAIN app.\"Amount\" ADD CONSTRAINT amount_check CHECK (value > 0) NOT VALID": `ALTER DOMAIN app."Amount" DROP CONSTRAINT IF EXISTS amount_check`,
 		"ALTER DOMAIN d VALIDATE CONSTRAINT d_check":                                          "",
 		"ALTER DOMAIN d ADD CHECK (value > 0) NOT VALID":                                      "",

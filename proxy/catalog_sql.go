@@ -95,7 +95,29 @@ func relationFactsJSON(exact bool) string {
   'unique_index', EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indisunique
       AND x.indisvalid AND x.indpred IS NULL),
   'default_partition', EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = c.oid AND p.partdefid <> 0),
-  'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid))`
+  'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid),
+  'partitions', CASE WHEN c.relkind = 'p' THEN COALESCE((WITH RECURSIVE parts(oid, parent, depth) AS (
+        SELECT i.inhrelid, i.inhparent, 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid
+        UNION ALL SELECT i.inhrelid, i.inhparent, parts.depth + 1 FROM pg_catalog.pg_inherits i JOIN parts ON i.inhparent = parts.oid)
+      SELECT json_agg(json_build_object('name', ` + visibleName("r") + `,
+          'parent', CASE WHEN parts.parent = c.oid THEN '' ELSE ` + visibleName("pr") + ` END,
+          'kind', r.relkind, 'indexes', ` + indexNames("r") + `) ORDER BY parts.depth, r.relname)
+      FROM parts JOIN pg_catalog.pg_class r ON r.oid = parts.oid JOIN pg_catalog.pg_class pr ON pr.oid = parts.parent), '[]') END,
+  'indexes', CASE WHEN c.relkind = 'p' THEN ` + indexNames("c") + ` END)`
+}
+
+// visibleName is the name of the pg_class row rel as the guard names
+// relations: qualified only when the search_path does not find it.
+func visibleName(rel string) string {
+	return `CASE WHEN pg_catalog.pg_table_is_visible(` + rel + `.oid) THEN ` + rel + `.relname::text
+            ELSE (SELECT n.nspname FROM pg_catalog.pg_namespace n WHERE n.oid = ` + rel + `.relnamespace) || '.' || ` + rel + `.relname END`
+}
+
+// indexNames is a JSON array of the names of the indexes of the pg_class
+// row rel.
+func indexNames(rel string) string {
+	return `(SELECT json_agg(ix.relname) FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class ix ON ix.oid = x.indexrelid
+            WHERE x.indrelid = ` + rel + `.oid)`
 }
 
 // domainFactsQuery builds the catalog query for domains (names as the
@@ -179,6 +201,11 @@ type factsRow struct {
 	UniqueIndex      bool     `json:"unique_index"`
 	DefaultPartition bool     `json:"default_partition"`
 	Table            *string  `json:"table"`
+	Partitions       []struct {
+		Name, Parent, Kind string
+		Indexes            []string
+	} `json:"partitions"`
+	Indexes []string `json:"indexes"`
 }
 
 // notNullCheck matches pg_get_constraintdef of CHECK (col IS NOT NULL).
@@ -274,5 +301,16 @@ func (r *factsRow) facts() *guard.RelationFacts {
 	if r.Table != nil {
 		f.Table = *r.Table
 	}
+	if r.Partitions != nil {
+		f.Partitions = make([]guard.Partition, 0, len(r.Partitions))
+		for _, p := range r.Partitions {
+			gp := guard.Partition{Name: p.Name, Parent: p.Parent, Indexes: p.Indexes}
+			if p.Kind != "" {
+				gp.Kind = p.Kind[0]
+			}
+			f.Partitions = append(f.Partitions, gp)
+		}
+	}
+	f.Indexes = r.Indexes
 	return f
 }

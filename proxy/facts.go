@@ -100,7 +100,7 @@ func (fc *factsCache) forget(name string) {
 // until they expire as asked), and forgets every domain's relations.
 func (fc *factsCache) keepSize(name string) {
 	f := *fc.m[name]
-	f.Columns, f.NotNullChecks, f.UniqueIndex = nil, nil, false
+	f.Columns, f.NotNullChecks, f.UniqueIndex, f.Partitions, f.Indexes = nil, nil, false, nil, nil
 	fc.m[name] = &f
 	if fc.kept == nil {
 		fc.kept = map[string]bool{}

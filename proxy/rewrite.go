@@ -78,10 +78,8 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 			// within the retry budget.
 			c.cleanupUntil = time.Now().Add(c.srv.cfg.Exec.RetryBudget)
 		}
-		for j := i - 1; j >= 0; j-- {
-			if u := guard.UndoStatement(steps[j]); u != "" {
-				c.undo(g, u, &out)
-			}
+		for _, u := range guard.UndoSequence(steps[:i]) {
+			c.undo(g, u, &out)
 		}
 		if after, err := c.invalidIndexes(table); err == nil && beforeErr == nil {
 			for _, ix := range after {
@@ -185,7 +183,9 @@ func rewriteTable(d *guard.Decision) string {
 	return ""
 }
 
-// invalidIndexes lists the INVALID indexes of table (qualified, quoted).
+// invalidIndexes lists the INVALID indexes of table and of its partitions
+// (qualified, quoted), not those of partitioned tables (dropped with their
+// parent index by the undo).
 func (c *clientConn) invalidIndexes(table string) ([]string, error) {
 	if table == "" {
 		return nil, nil
@@ -194,10 +194,11 @@ func (c *clientConn) invalidIndexes(table string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	q := `/* ddlguard invalid indexes */ SELECT quote_ident(n.nspname) || '.' || quote_ident(i.relname)
-FROM ` + resolveRelationSQL(nsp+"::text", rel+"::name") + `
-JOIN pg_catalog.pg_index x ON x.indrelid = c.oid AND NOT x.indisvalid
-JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace`
+	q := `/* ddlguard invalid indexes */ WITH RECURSIVE tree(oid) AS (SELECT c.oid FROM ` + resolveRelationSQL(nsp+"::text", rel+"::name") + `
+  UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN tree ON i.inhparent = tree.oid)
+SELECT quote_ident(n.nspname) || '.' || quote_ident(i.relname) FROM tree
+JOIN pg_catalog.pg_index x ON x.indrelid = tree.oid AND NOT x.indisvalid
+JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid AND i.relkind = 'i' JOIN pg_catalog.pg_namespace n ON n.oid = i.relnamespace`
 	frames, err := c.internalQuery(q, factsWait)
 	if err != nil {
 		return nil, err

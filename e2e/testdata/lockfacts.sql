@@ -64,6 +64,17 @@ CREATE INDEX ON public.lf_main (e);
 -- On a partitioned table: every partition gets an index of its own.
 CREATE INDEX lf_part_v_idx ON lf_part (v);
 -- next
+-- ON ONLY a partitioned table: an invalid index on the parent alone, built
+-- on nothing (the guard knows it from the facts, which this corpus does not
+-- give it).
+-- catalog_work
+CREATE INDEX lf_part_only_idx ON ONLY lf_part (k);
+-- next
+-- A partition's index attached to the parent's: ACCESS EXCLUSIVE on it,
+-- SHARE UPDATE EXCLUSIVE on the parent's index, ACCESS SHARE on both tables.
+-- catalog_locks: lf_ipart, lf_ipart_1
+ALTER INDEX lf_ipart_id_idx ATTACH PARTITION lf_ipart_1_id_idx;
+-- next
 -- Cannot run in a transaction block.
 -- no_transaction
 -- cleanup: DROP INDEX IF EXISTS lf_main_cic_idx
