@@ -76,6 +76,10 @@ type Finding struct {
 	// StepErrors say how a failing rewrite step's error is reported: as the
 	// error the original statement would have raised.
 	StepErrors []StepError
+	// StepLocks are, for the steps of Rewrite the planner writes in syntax
+	// the guard's parser cannot read (a newer server's), the locks each
+	// takes, so that running the step never depends on reading it again.
+	StepLocks map[string][]Lock
 }
 
 // StepError maps an error of a rewrite step to the original statement's:
@@ -117,6 +121,8 @@ type Decision struct {
 	Warnings []Finding
 	// Unchecked: the statement looked like DDL but the parser could not
 	// read it (e.g. PostgreSQL 18 syntax); it runs with the lock timeout.
+	// Its Locks are the relation an ALTER TABLE (INDEX, ...) names, at
+	// ACCESS EXCLUSIVE, read by the lexer; otherwise LocksUnknown.
 	Unchecked bool
 	// ParseError is the parser's message when the statement did not parse.
 	ParseError string

@@ -384,6 +384,8 @@ func (g *Guard) decide(ps parsedStmt, sess *Session, facts Facts, inBlock, facts
 			// unreadable here: run it, with the lock timeout, and say so.
 			d.Unchecked, d.Action, d.Kind = true, Timeout, "unparsed"
 			d.LockTimeout = g.cfg.lockTimeout(sess, nil)
+			d.Locks = unparsedLocks(ps.text)
+			d.LocksUnknown = d.Locks == nil
 		}
 		d.Planned = d.Action
 		return d

@@ -27,6 +27,7 @@ func (s *stmt) constraintPlanFinding(a *pg_query.AlterTableStmt, cmds []*pg_quer
 		f.Rewrite = append(append([]string(nil), p.now...), p.later...)
 		f.RewriteOutsideTxOnly = true
 		f.StepErrors = p.stepErrors
+		f.StepLocks = p.stepLocks
 	}
 	return f
 }
@@ -40,6 +41,9 @@ type safePlan struct {
 	exact bool
 	// stepErrors report a step's failure as the original's.
 	stepErrors []StepError
+	// stepLocks: the locks of steps written in syntax the guard's parser
+	// does not read (Finding.StepLocks).
+	stepLocks map[string][]Lock
 }
 
 // hint renders the plan as SQL, one statement a line.
@@ -205,7 +209,14 @@ func (s *stmt) planNotNull(p *safePlan, nm names, a *pg_query.AlterTableStmt, co
 	table := a.Relation.Relname
 	if s.sess.major() >= 18 {
 		name := nm.choose(table, col, "not_null")
-		p.now = append(p.now, alterTablePrefix(a)+" ADD CONSTRAINT "+quoteIdent(name)+" NOT NULL "+quoteIdent(col)+" NOT VALID")
+		step := alterTablePrefix(a) + " ADD CONSTRAINT " + quoteIdent(name) + " NOT NULL " + quoteIdent(col) + " NOT VALID"
+		p.now = append(p.now, step)
+		if p.stepLocks == nil {
+			p.stepLocks = map[string][]Lock{}
+		}
+		// PostgreSQL 18 syntax, which the parser (PostgreSQL 17's grammar)
+		// cannot read: ACCESS EXCLUSIVE, nothing read (lockfacts.sql).
+		p.stepLocks[step] = []Lock{{Relation: rangeVarName(a.Relation), Mode: AccessExclusive}}
 		p.later = append(p.later, alterCmdSQL(a, pg_query.AlterTableType_AT_ValidateConstraint, name))
 		return
 	}

@@ -57,7 +57,7 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 		var errBody []byte
 		if !c.clientLeft() { // nothing more runs for a client that has gone
 			var waited time.Duration
-			answer, errBody, waited = c.runStep(g, step, d.LockTimeout)
+			answer, errBody, waited = c.runStep(g, step, d.Deciding.StepLocks[step], d.LockTimeout)
 			out.lockWait += waited
 		}
 		if errBody == nil && answer != nil {
@@ -98,10 +98,12 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 // runStep runs one step of a sequence: under the lock timeout, blocker
 // check and retries when it takes SHARE or stronger on an existing table
 // (whatever the guard would say of the step on its own: steps are the safe
-// form already). It returns the server's answer, or the error to report,
+// form already); known are the step's locks when the planner gave them
+// (guard.Finding.StepLocks), else the guard reads them from the step. It
+// returns the server's answer, or the error to report,
 // and the time the step spent in the lock queue (see Observer.GuardedDone).
-func (c *clientConn) runStep(g *guard.Guard, step string, lockTimeout time.Duration) ([]divertedFrame, []byte, time.Duration) {
-	p := c.stepPlan(g, step, lockTimeout)
+func (c *clientConn) runStep(g *guard.Guard, step string, known []guard.Lock, lockTimeout time.Duration) ([]divertedFrame, []byte, time.Duration) {
+	p := c.stepPlan(g, step, known, lockTimeout)
 	var o runOutcome
 	if p == nil {
 		c.stepRunning.Store(true)
@@ -131,14 +133,18 @@ func (c *clientConn) runStep(g *guard.Guard, step string, lockTimeout time.Durat
 	return o.answer, nil, o.lockWait
 }
 
-// stepPlan is the lock plan of one step, from its locks alone (an ALTER
-// DOMAIN step's locks come from the domain's facts). A step that locks
-// relations the facts cannot name gets the lock timeout and retries with
-// nothing for the blocker check.
-func (c *clientConn) stepPlan(g *guard.Guard, step string, lockTimeout time.Duration) *timeoutPlan {
+// stepPlan is the lock plan of one step, from its locks alone: known, or
+// as the guard reads them (an ALTER DOMAIN step's locks come from the
+// domain's facts). A step that locks relations the facts cannot name gets
+// the lock timeout and retries with nothing for the blocker check.
+func (c *clientConn) stepPlan(g *guard.Guard, step string, known []guard.Lock, lockTimeout time.Duration) *timeoutPlan {
 	p := &timeoutPlan{lockTimeout: lockTimeout}
 	unknown := false
-	for _, d := range g.Decide(step, &c.gsess, c.stepFacts(g, step)).Statements {
+	decided := []guard.Decision{{Locks: known}}
+	if known == nil {
+		decided = g.Decide(step, &c.gsess, c.stepFacts(g, step)).Statements
+	}
+	for _, d := range decided {
 		unknown = unknown || d.LocksUnknown
 		for _, l := range d.Locks {
 			if l.Mode >= guard.Share && !l.Created && !c.gsess.Temp[l.Relation] {
@@ -163,7 +169,7 @@ func (c *clientConn) undo(g *guard.Guard, sql string, out *rewriteOutcome) {
 			return
 		}
 	}
-	if answer, errBody, _ := c.runStep(g, sql, c.srv.guard.Load().Config().LockTimeout); errBody != nil || answer == nil {
+	if answer, errBody, _ := c.runStep(g, sql, nil, c.srv.guard.Load().Config().LockTimeout); errBody != nil || answer == nil {
 		out.kept = append(out.kept, sql)
 		return
 	}
