@@ -1408,3 +1408,74 @@ func TestLockWaitNoDeadlockOutsideQueue(t *testing.T) {
 		})
 	}
 }
+
+// TestLockWaitWholeStringRetried: a migration sent as one string (an
+// implicit transaction, or its own BEGIN ... COMMIT) whose second ALTER
+// times out on its lock has taken back everything it did, so ddlguard
+// runs the whole string again after a pause, until the blocker is gone,
+// and the client gets the answer of the attempt that went through. The
+// readers of the first table, which each attempt holds for at most the
+// lock timeout, never wait longer; the session's lock_timeout is its own
+// afterwards. (The blocker check is off, so that the statements reach the
+// lock queue.)
+func TestLockWaitWholeStringRetried(t *testing.T) {
+	lwSetup(t)
+	owner := lwDirect(t, "lw-unit-setup")
+	lwMust(t, owner, "CREATE TABLE IF NOT EXISTS lw_unit_a (id int PRIMARY KEY)")
+	lwMust(t, owner, "INSERT INTO lw_unit_a SELECT g FROM generate_series(1, 100) g ON CONFLICT DO NOTHING")
+	p := lwProxy(t, proxy.ExecConfig{NoBlockerCheck: true})
+	for _, tc := range []struct {
+		name string
+		sql  func(a, b string) string
+	}{
+		{"implicit transaction", func(a, b string) string {
+			return "ALTER TABLE lw_unit_a ADD COLUMN " + a + " int; ALTER TABLE t ADD COLUMN " + b + " int"
+		}},
+		{"BEGIN ... COMMIT", func(a, b string) string {
+			return "BEGIN; ALTER TABLE lw_unit_a ADD COLUMN " + a + " int; ALTER TABLE t ADD COLUMN " + b + " int; COMMIT"
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			readers := make([]*pgx.Conn, lwReaderCount)
+			for i := range readers {
+				readers[i] = lwDirect(t, fmt.Sprintf("lw-unit-reader-%d", i))
+			}
+			load := lwStartQueryLoad(readers, "SELECT count(*) FROM lw_unit_a", 100)
+			time.Sleep(lwWarmup)
+			blocker, _ := lwBlocker(t, "lw-unit-blocker")
+			const hold = 1200 * time.Millisecond
+			released := make(chan struct{})
+			go func() {
+				defer close(released)
+				time.Sleep(hold)
+				blocker.Exec(context.Background(), "ROLLBACK")
+			}()
+			conn := lwConnect(t, p, "lw-unit-ddl")
+			before := lwShow(t, conn)
+			a, b := lwColumn("unit_a"), lwColumn("unit_b")
+			took, err := lwExec(conn, tc.sql(a, b))
+			<-released
+			stats := load.finish()
+			t.Logf("%v after %s; readers of lw_unit_a: %s", err, took.Round(time.Millisecond), stats)
+			if err != nil {
+				t.Fatalf("the string failed: %v", err)
+			}
+			if took < hold-100*time.Millisecond {
+				t.Errorf("done after %s, before the blocker left (%s)", took, hold)
+			}
+			for _, col := range []string{"lw_unit_a." + a, "t." + b} {
+				table, column, _ := strings.Cut(col, ".")
+				if got := queryString(t, owner, fmt.Sprintf(
+					"SELECT count(*)::text FROM pg_attribute WHERE attrelid = '%s'::regclass AND attname = '%s' AND NOT attisdropped", table, column)); got != "1" {
+					t.Errorf("column %s: %s", col, got)
+				}
+			}
+			if got := lwShow(t, conn); got != before {
+				t.Errorf("lock_timeout after the string: %q, want %q", got, before)
+			}
+			if bound := lwLockTimeout + 300*time.Millisecond; stats.max > bound {
+				t.Errorf("a reader of lw_unit_a waited %s, over %s", stats.max, bound)
+			}
+		})
+	}
+}

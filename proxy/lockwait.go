@@ -99,9 +99,15 @@ type timeoutPlan struct {
 	targets         []guard.Lock // existing relations locked SHARE or stronger
 	accessExclusive bool
 	kind            string // the (first) guarded statement's kind, for metrics
-	// blockNeutral: every statement is block-neutral (guard.Decision) and
-	// none is transaction control.
+	// blockNeutral: the statements run as one transaction that ends with
+	// them (oneTransaction), and they run the same with ddlguard's SET
+	// LOCAL in front in that transaction: every one block-neutral
+	// (guard.Decision), or the transaction is the client's own BEGIN ...
+	// COMMIT block.
 	blockNeutral bool
+	// oneTransaction: the statements run as one transaction that ends
+	// with them, so a failed attempt leaves nothing behind.
+	oneTransaction bool
 	// holding: the client's transaction already holds SHARE or stronger
 	// on some relation (guard.Session.HoldsStrongLock), so every moment
 	// ddlguard waits, sessions wait for that transaction: no waiting for
@@ -121,9 +127,11 @@ func (p *timeoutPlan) slowWork() bool {
 
 // planFor builds the plan for a result's timeout statements.
 func (c *clientConn) planFor(res guard.Result) *timeoutPlan {
-	p := &timeoutPlan{blockNeutral: true}
+	p := &timeoutPlan{oneTransaction: oneTransaction(res)}
+	p.blockNeutral = p.oneTransaction
+	explicit := len(res.Statements) > 1 && res.Statements[0].Effects.TxControl == guard.TxBegin
 	for _, d := range res.Statements {
-		p.blockNeutral = p.blockNeutral && d.BlockNeutral && d.Effects.TxControl == guard.TxNone
+		p.blockNeutral = p.blockNeutral && (d.BlockNeutral || explicit)
 		if d.Action != guard.Timeout {
 			continue
 		}
@@ -144,6 +152,28 @@ func (c *clientConn) planFor(res guard.Result) *timeoutPlan {
 		return nil
 	}
 	return p
+}
+
+// oneTransaction reports whether the statements of a string run as one
+// transaction that ends with the string: none is transaction control, or
+// a BEGIN comes first, a COMMIT or ROLLBACK last and none between. An
+// error anywhere then takes back everything the string did.
+func oneTransaction(res guard.Result) bool {
+	n := len(res.Statements)
+	if n == 0 {
+		return false
+	}
+	explicit := res.Statements[0].Effects.TxControl == guard.TxBegin
+	for i, d := range res.Statements {
+		switch tc := d.Effects.TxControl; {
+		case tc == guard.TxNone:
+		case tc == guard.TxBegin && i == 0:
+		case tc == guard.TxEnd && i == n-1 && explicit && d.Kind != "PREPARE TRANSACTION":
+		default:
+			return false
+		}
+	}
+	return !explicit || (n > 1 && res.Statements[n-1].Effects.TxControl == guard.TxEnd)
 }
 
 // pgDuration reads a time setting as SHOW prints it ("0", "500ms", "1s",
@@ -215,8 +245,9 @@ func (c *clientConn) executeTimeoutQuery(sql string, res guard.Result, p *timeou
 			return forwardFrame, nil
 		}
 	}
-	single := len(res.Statements) == 1 && res.Statements[0].Effects.TxControl == guard.TxNone
-	return c.runGuarded(queryFrame(sql), p, single)
+	// Retried as a unit when a failed attempt leaves nothing behind (and
+	// the client has seen nothing of it: ddlguard holds the answer).
+	return c.runGuarded(queryFrame(sql), p, p.oneTransaction)
 }
 
 // runGuarded runs frames (a Query, or an extended batch ending in Sync)
@@ -319,6 +350,13 @@ func (c *clientConn) runWithPlan(frames []byte, p *timeoutPlan, retryable bool) 
 			lockWait += ran // nothing to do under the lock: the time went to getting it
 		}
 		if retry && timedOut && time.Now().Before(deadline) {
+			if lastStatus(answer, TxIdle) == TxFailed {
+				// The string's own transaction block, aborted: ended
+				// before the next attempt.
+				if err := c.hidden("ROLLBACK"); err != nil {
+					return runOutcome{answer: answer, attempts: attempt + 1, lockWait: lockWait}
+				}
+			}
 			c.srv.log.Info("lock timeout; retrying", "conn_id", c.id, "attempt", attempt+1)
 			c.waitingForClient.Store(true)
 			c.pause(min(backoff(cfg, attempt), time.Until(deadline)))

@@ -14,8 +14,9 @@ import (
 // write and sorts the answers out when they come back:
 //
 //   - a simple Query in autocommit whose statements are block-neutral
-//     (guard.Decision.BlockNeutral) gets `SET LOCAL lock_timeout` as the
-//     first statement of the same string: one implicit transaction, so
+//     (guard.Decision.BlockNeutral), or that is a BEGIN ... COMMIT block,
+//     gets `SET LOCAL lock_timeout` as the first statement of the same
+//     string: one transaction (a BEGIN makes the implicit block its own), so
 //     the setting ends with the statement whatever happens, and a cancel
 //     meant for the statement cannot leave it running without the
 //     timeout. The SET's CommandComplete is removed from the answer and an

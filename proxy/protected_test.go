@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ddlguard/ddlguard/guard"
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
@@ -106,6 +107,28 @@ func TestTimeoutLead(t *testing.T) {
 		}
 		if got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func TestOneTransaction(t *testing.T) {
+	g, err := guard.New(guard.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for sql, want := range map[string]bool{
+		"ALTER TABLE a ADD COLUMN x int":                                         true,
+		"ALTER TABLE a ADD COLUMN x int; ALTER TABLE b ADD COLUMN y int":         true,
+		"BEGIN; ALTER TABLE a ADD COLUMN x int; COMMIT":                          true,
+		"START TRANSACTION; ALTER TABLE a ADD COLUMN x int; ROLLBACK":            true,
+		"BEGIN; ALTER TABLE a ADD COLUMN x int":                                  false, // the block goes on after the string
+		"ALTER TABLE a ADD COLUMN x int; COMMIT; ALTER TABLE b ADD COLUMN y int": false, // the first part is committed
+		"BEGIN; ALTER TABLE a ADD COLUMN x int; SAVEPOINT s; COMMIT":             false,
+		"BEGIN; ALTER TABLE a ADD COLUMN x int; PREPARE TRANSACTION 'p'":         false,
+		"BEGIN": false,
+	} {
+		if got := oneTransaction(g.Decide(sql, &guard.Session{}, guard.NoFacts{})); got != want {
+			t.Errorf("oneTransaction(%q) = %v, want %v", sql, got, want)
 		}
 	}
 }
