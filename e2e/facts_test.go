@@ -159,3 +159,58 @@ func TestFactsMonitorBlockerCheck(t *testing.T) {
 		t.Fatalf("once the blocker is gone: %v", err)
 	}
 }
+
+// TestRefreshJudgedByItsQuery: REFRESH MATERIALIZED VIEW reruns the view's
+// query under ACCESS EXCLUSIVE, so a small view over a large table (read
+// directly or through a plain view) is a large refresh: rewritten to
+// CONCURRENTLY where it has a unique index, refused where not, from the
+// client's connection and from the monitor's alike. A small view over
+// small tables passes with the lock timeout.
+func TestRefreshJudgedByItsQuery(t *testing.T) {
+	const db = "refresh_query"
+	freshDatabase(t, db,
+		"CREATE TABLE big (id int, pad text)",
+		"INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 20000) g",
+		"CREATE TABLE tiny (id int)",
+		"INSERT INTO tiny VALUES (1), (2)",
+		"CREATE VIEW big_v AS SELECT id FROM big",
+		"CREATE MATERIALIZED VIEW by_key AS SELECT id % 10 AS k, count(*) AS n FROM big GROUP BY 1",
+		"CREATE UNIQUE INDEX by_key_k ON by_key (k)",
+		"CREATE MATERIALIZED VIEW by_key_nx AS SELECT id % 10 AS k, count(*) AS n FROM big_v GROUP BY 1",
+		"CREATE MATERIALIZED VIEW tiny_count AS SELECT count(*) AS n FROM tiny",
+	)
+	cfg := guard.DefaultConfig()
+	cfg.SmallTableBytes = 256 << 10 // big is about 2.6 MB; the views one page or two
+	for _, where := range []string{"client's connection", "monitor"} {
+		t.Run(where, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			p := startGuardProxy(t, cfg, func(c *proxy.Config) {
+				if where == "monitor" {
+					c.MonitorFacts = startMonitorFacts(t)
+				}
+			})
+			conn, notices := connectNotices(t, "through ddlguard", p.DSN(pgcluster.RoleSCRAM, db, "sslmode", "disable"))
+			if _, err := conn.Exec(ctx, "REFRESH MATERIALIZED VIEW by_key"); err != nil {
+				t.Fatalf("REFRESH of a small view over a large table, with a unique index: %v", err)
+			}
+			rewritten := false
+			for _, n := range notices.take() {
+				rewritten = rewritten || (n.Code == "01Z03" && strings.Contains(n.Message, "REFRESH MATERIALIZED VIEW CONCURRENTLY by_key"))
+			}
+			if !rewritten {
+				t.Errorf("REFRESH of by_key did not run CONCURRENTLY")
+			}
+			_, err := conn.Exec(ctx, "REFRESH MATERIALIZED VIEW by_key_nx")
+			wantRefused(t, err, "refresh-materialized-view")
+			if _, err := conn.Exec(ctx, "REFRESH MATERIALIZED VIEW tiny_count"); err != nil {
+				t.Fatalf("REFRESH of a small view over a small table: %v", err)
+			}
+			for _, n := range notices.take() {
+				if n.Code == "01Z03" {
+					t.Errorf("the small view over a small table was rewritten: %s", n.Message)
+				}
+			}
+		})
+	}
+}

@@ -30,6 +30,10 @@ type stmt struct {
 	// locksUnknown: the statement locks SHARE and scans relations the
 	// facts do not name (see Decision.LocksUnknown); taken as large.
 	locksUnknown bool
+	// reruns: the statement reruns a materialized view's query under its
+	// lock (REFRESH): what the query reads is the work
+	// (RelationFacts.QueryBytes).
+	reruns bool
 }
 
 // analyze fills kind, locks, effects and concurrently from the parse tree.
@@ -138,6 +142,7 @@ func (s *stmt) analyzeRefreshMatView(r *pg_query.RefreshMatViewStmt) {
 	if r.SkipData {
 		work = WorkTruncate // WITH NO DATA: emptied, the query does not run
 	}
+	s.reruns = !r.SkipData
 	s.lock(rangeVarName(r.Relation), AccessExclusive, work)
 }
 

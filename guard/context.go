@@ -243,6 +243,10 @@ const (
 type RelationFacts struct {
 	// SizeBytes is pg_total_relation_size; Rows the planner's estimate.
 	SizeBytes, Rows int64
+	// QueryBytes is, for a materialized view, the size of what its query
+	// reads (the relations it depends on, through views): REFRESH reruns
+	// it under its lock.
+	QueryBytes int64
 	// Kind is pg_class.relkind ('r' table, 'p' partitioned, 'm' matview, 'i' index, ...).
 	Kind byte
 	// Persistence is pg_class.relpersistence ('p', 'u', 't').

@@ -519,6 +519,12 @@ func (s *stmt) slowOnExistingLarge() bool {
 		if l.Work.Slow() && s.existing(l.Relation) && !s.isSmall(l.Relation) {
 			return true
 		}
+		if !s.reruns {
+			continue
+		}
+		if f, ok := s.facts.Relation(l.Relation); ok && f.QueryBytes >= s.small {
+			return true // a small view over large tables: the query is the work
+		}
 	}
 	return false
 }

@@ -28,7 +28,8 @@ var update = flag.Bool("update", false, "rewrite the expected sections of testda
 //	temp: t                     (session temporary relation; repeatable)
 //	notvalid: t.c               (constraint added NOT VALID earlier in the transaction)
 //	facts: t size=20MB rows=1000 col:b="character varying(10)" notnull:h unique_index populated
-//	                            (a partitioned table's tree: part:NAME[@PARENT][:KIND],
+//	                            (query=SIZE: what a materialized view's query reads;
+//	                            a partitioned table's tree: part:NAME[@PARENT][:KIND],
 //	                            KIND p or f, default r; index:NAME its own index,
 //	                            partindex:PART=NAME a partition's)
 //	absent: t                   (the catalog has no such relation; repeatable)
@@ -267,6 +268,8 @@ func parseFacts(t *testing.T, val string) (string, RelationFacts) {
 			f.Kind = v[0]
 		case k == "table":
 			f.Table = v
+		case k == "query":
+			f.QueryBytes = parseSize(t, v)
 		case strings.HasPrefix(k, "part:"):
 			p := Partition{Kind: 'r'}
 			spec := strings.TrimPrefix(k, "part:")

@@ -64,7 +64,29 @@ const locksCTE = `WITH locks AS MATERIALIZED (SELECT l.relation, l.mode, l.grant
 // would make the measurement wait behind it; the window is the time
 // between two steps of one query. Otherwise its size is unknown, which the
 // guard takes as large. Its indexes and TOAST table count by relpages.
+//
+// A materialized view's facts also hold the size of what its query reads
+// (the relations its rule depends on, through views), measured the same
+// way: REFRESH reruns the query under its lock.
 func relationFactsJSON(exact bool) string {
+	return `json_build_object(
+  'kind', c.relkind, 'persistence', c.relpersistence, 'tuples', c.reltuples,
+  'size', ` + sizeJSON("c", exact) + `,
+  'query_size', CASE WHEN c.relkind = 'm' THEN (WITH RECURSIVE deps(oid) AS (
+        SELECT d.refobjid FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+          AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> c.oid
+        WHERE w.ev_class = c.oid
+        UNION SELECT d.refobjid FROM deps JOIN pg_catalog.pg_class v ON v.oid = deps.oid AND v.relkind = 'v'
+          JOIN pg_catalog.pg_rewrite w ON w.ev_class = v.oid JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+          AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> v.oid)
+      SELECT json_build_object('bytes', COALESCE(sum((qs.size->>'bytes')::bigint), 0), 'unknown', COALESCE(bool_or((qs.size->>'unknown')::boolean), false))
+      FROM deps JOIN pg_catalog.pg_class q ON q.oid = deps.oid AND q.relkind IN ('r', 'p', 'm')
+      CROSS JOIN LATERAL (SELECT ` + sizeJSON("q", exact) + ` AS size) qs) END,` + relationDetailsJSON
+}
+
+// sizeJSON is the JSON size ({bytes, unknown}) of the pg_class row rel and
+// its partitions, measured as relationFactsJSON says.
+func sizeJSON(rel string, exact bool) string {
 	pages := `(COALESCE((SELECT sum(ix.relpages) FROM pg_catalog.pg_index x
         JOIN pg_catalog.pg_class ix ON ix.oid = x.indexrelid WHERE x.indrelid = r.oid), 0)
         + COALESCE((SELECT t.relpages FROM pg_catalog.pg_class t WHERE t.oid = r.reltoastrelid), 0))
@@ -80,13 +102,16 @@ func relationFactsJSON(exact bool) string {
 	if exact {
 		size, unknown, measurable = `sum(pg_catalog.pg_total_relation_size(r.oid))`, `false`, ``
 	}
-	return `json_build_object(
-  'kind', c.relkind, 'persistence', c.relpersistence, 'tuples', c.reltuples,
-  'size', (WITH RECURSIVE tree(oid) AS (SELECT c.oid UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i
+	return `(WITH RECURSIVE tree(oid) AS (SELECT ` + rel + `.oid UNION ALL SELECT i.inhrelid FROM pg_catalog.pg_inherits i
       JOIN tree ON i.inhparent = tree.oid)
     SELECT json_build_object('bytes', ` + size + `, 'unknown', ` + unknown + `)
     FROM tree JOIN pg_catalog.pg_class r ON r.oid = tree.oid
-    ` + measurable + `),
+    ` + measurable + `)`
+}
+
+// relationDetailsJSON is the rest of relationFactsJSON's object, about the
+// pg_class row c.
+var relationDetailsJSON = `
   'populated', c.relispopulated,
   'columns', (SELECT json_object_agg(a.attname, json_build_object('type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull))
       FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -104,7 +129,6 @@ func relationFactsJSON(exact bool) string {
           'kind', r.relkind, 'indexes', ` + indexNames("r") + `) ORDER BY parts.depth, r.relname)
       FROM parts JOIN pg_catalog.pg_class r ON r.oid = parts.oid JOIN pg_catalog.pg_class pr ON pr.oid = parts.parent), '[]') END,
   'indexes', CASE WHEN c.relkind = 'p' THEN ` + indexNames("c") + ` END)`
-}
 
 // visibleName is the name of the pg_class row rel as the guard names
 // relations: qualified only when the search_path does not find it.
@@ -184,14 +208,27 @@ func addDomainRow(out map[string]*guard.DomainFacts, name string, js []byte) err
 	return nil
 }
 
+// factsSize is a measured size; unknown when a relation could not be
+// measured.
+type factsSize struct {
+	Bytes   *int64 `json:"bytes"`
+	Unknown bool   `json:"unknown"`
+}
+
+// bytes is the size, math.MaxInt64 (taken as large) when unknown.
+func (s factsSize) bytes() int64 {
+	if s.Bytes == nil || s.Unknown {
+		return math.MaxInt64
+	}
+	return *s.Bytes
+}
+
 type factsRow struct {
 	Kind        string  `json:"kind"`
 	Persistence string  `json:"persistence"`
 	Tuples      float64 `json:"tuples"`
-	Size        struct {
-		Bytes   *int64 `json:"bytes"`
-		Unknown bool   `json:"unknown"`
-	} `json:"size"`
+	Size        factsSize  `json:"size"`
+	QuerySize   *factsSize `json:"query_size"`
 	Populated bool `json:"populated"`
 	Columns   map[string]struct {
 		Type    string
@@ -276,9 +313,9 @@ func (r *factsRow) facts() *guard.RelationFacts {
 	if r.Persistence != "" {
 		f.Persistence = r.Persistence[0]
 	}
-	f.SizeBytes = math.MaxInt64 // unknown: the guard treats it as large
-	if r.Size.Bytes != nil && !r.Size.Unknown {
-		f.SizeBytes = *r.Size.Bytes
+	f.SizeBytes = r.Size.bytes() // unknown: the guard treats it as large
+	if r.QuerySize != nil {
+		f.QueryBytes = r.QuerySize.bytes()
 	}
 	if len(r.Columns) > 0 {
 		f.Columns = make(map[string]guard.Column, len(r.Columns))
