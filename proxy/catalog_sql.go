@@ -224,13 +224,13 @@ func (s factsSize) bytes() int64 {
 }
 
 type factsRow struct {
-	Kind        string  `json:"kind"`
-	Persistence string  `json:"persistence"`
-	Tuples      float64 `json:"tuples"`
+	Kind        string     `json:"kind"`
+	Persistence string     `json:"persistence"`
+	Tuples      float64    `json:"tuples"`
 	Size        factsSize  `json:"size"`
 	QuerySize   *factsSize `json:"query_size"`
-	Populated bool `json:"populated"`
-	Columns   map[string]struct {
+	Populated   bool       `json:"populated"`
+	Columns     map[string]struct {
 		Type    string
 		NotNull bool `json:"not_null"`
 	} `json:"columns"`
