@@ -103,6 +103,25 @@ func (s sessionCatalog) relationFacts(names []string) (map[string]*guard.Relatio
 			return nil, err
 		}
 	}
+	if names := needsDetails(out); len(names) > 0 {
+		q, err := detailFactsQuery(names, false)
+		if err != nil {
+			return nil, err
+		}
+		frames, err := s.query(q)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := dataRows(frames, 2)
+		if err != nil {
+			return nil, err
+		}
+		for _, row := range rows {
+			if err := addDetailsRow(out, string(row[0]), row[1]); err != nil {
+				return nil, err
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/ddlguard/ddlguard/guard"
@@ -64,24 +65,11 @@ const locksCTE = `WITH locks AS MATERIALIZED (SELECT l.relation, l.mode, l.grant
 // would make the measurement wait behind it; the window is the time
 // between two steps of one query. Otherwise its size is unknown, which the
 // guard takes as large. Its indexes and TOAST table count by relpages.
-//
-// A materialized view's facts also hold the size of what its query reads
-// (the relations its rule depends on, through views), measured the same
-// way: REFRESH reruns the query under its lock.
 func relationFactsJSON(exact bool) string {
 	return `json_build_object(
   'kind', c.relkind, 'persistence', c.relpersistence, 'tuples', c.reltuples,
   'size', ` + sizeJSON("c", exact) + `,
-  'query_size', CASE WHEN c.relkind = 'm' THEN (WITH RECURSIVE deps(oid) AS (
-        SELECT d.refobjid FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
-          AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> c.oid
-        WHERE w.ev_class = c.oid
-        UNION SELECT d.refobjid FROM deps JOIN pg_catalog.pg_class v ON v.oid = deps.oid AND v.relkind = 'v'
-          JOIN pg_catalog.pg_rewrite w ON w.ev_class = v.oid JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
-          AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> v.oid)
-      SELECT json_build_object('bytes', COALESCE(sum((qs.size->>'bytes')::bigint), 0), 'unknown', COALESCE(bool_or((qs.size->>'unknown')::boolean), false))
-      FROM deps JOIN pg_catalog.pg_class q ON q.oid = deps.oid AND q.relkind IN ('r', 'p', 'm')
-      CROSS JOIN LATERAL (SELECT ` + sizeJSON("q", exact) + ` AS size) qs) END,` + relationDetailsJSON
+` + relationDetailsJSON
 }
 
 // sizeJSON is the JSON size ({bytes, unknown}) of the pg_class row rel and
@@ -111,7 +99,7 @@ func sizeJSON(rel string, exact bool) string {
 
 // relationDetailsJSON is the rest of relationFactsJSON's object, about the
 // pg_class row c.
-var relationDetailsJSON = `
+const relationDetailsJSON = `
   'populated', c.relispopulated,
   'columns', (SELECT json_object_agg(a.attname, json_build_object('type', pg_catalog.format_type(a.atttypid, a.atttypmod), 'not_null', a.attnotnull))
       FROM pg_catalog.pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
@@ -120,7 +108,32 @@ var relationDetailsJSON = `
   'unique_index', EXISTS (SELECT 1 FROM pg_catalog.pg_index x WHERE x.indrelid = c.oid AND x.indisunique
       AND x.indisvalid AND x.indpred IS NULL),
   'default_partition', EXISTS (SELECT 1 FROM pg_catalog.pg_partitioned_table p WHERE p.partrelid = c.oid AND p.partdefid <> 0),
-  'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid),
+  'table', (SELECT x.indrelid::regclass::text FROM pg_catalog.pg_index x WHERE x.indexrelid = c.oid))`
+
+// detailFactsQuery builds the second catalog query, for the partitioned
+// tables and materialized views among the relations a facts query found
+// (names as factsQuery takes them): a partitioned table's partition tree
+// with each partition's index names, and its own index names; the size of
+// what a materialized view's query reads (the relations its rule depends
+// on, through views), measured as relationFactsJSON measures sizes
+// (REFRESH reruns the query under its lock). It is asked only for those
+// kinds, so that the facts query every guarded statement may need stays
+// as cheap to plan as it is.
+func detailFactsQuery(names []string, exact bool) (string, error) {
+	var rows []string
+	for _, n := range names {
+		oid, err := relationOIDSQL(n)
+		if err != nil {
+			return "", err
+		}
+		rows = append(rows, fmt.Sprintf("(%s, %s)", sqlLiteral(n), oid))
+	}
+	cte := ""
+	if !exact {
+		cte = locksCTE
+	}
+	return `/* ddlguard catalog details */ ` + cte + `
+SELECT q.name, json_build_object(
   'partitions', CASE WHEN c.relkind = 'p' THEN COALESCE((WITH RECURSIVE parts(oid, parent, depth) AS (
         SELECT i.inhrelid, i.inhparent, 1 FROM pg_catalog.pg_inherits i WHERE i.inhparent = c.oid
         UNION ALL SELECT i.inhrelid, i.inhparent, parts.depth + 1 FROM pg_catalog.pg_inherits i JOIN parts ON i.inhparent = parts.oid)
@@ -128,7 +141,71 @@ var relationDetailsJSON = `
           'parent', CASE WHEN parts.parent = c.oid THEN '' ELSE ` + visibleName("pr") + ` END,
           'kind', r.relkind, 'indexes', ` + indexNames("r") + `) ORDER BY parts.depth, r.relname)
       FROM parts JOIN pg_catalog.pg_class r ON r.oid = parts.oid JOIN pg_catalog.pg_class pr ON pr.oid = parts.parent), '[]') END,
-  'indexes', CASE WHEN c.relkind = 'p' THEN ` + indexNames("c") + ` END)`
+
+  'query_size', CASE WHEN c.relkind = 'm' THEN (WITH RECURSIVE deps(oid) AS (
+        SELECT d.refobjid FROM pg_catalog.pg_rewrite w JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+          AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> c.oid
+        WHERE w.ev_class = c.oid
+        UNION SELECT d.refobjid FROM deps JOIN pg_catalog.pg_class v ON v.oid = deps.oid AND v.relkind = 'v'
+          JOIN pg_catalog.pg_rewrite w ON w.ev_class = v.oid JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::regclass
+          AND d.objid = w.oid AND d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid <> v.oid)
+      SELECT json_build_object('bytes', COALESCE(sum((qs.size->>'bytes')::bigint), 0), 'unknown', COALESCE(bool_or((qs.size->>'unknown')::boolean), false))
+      FROM deps JOIN pg_catalog.pg_class q ON q.oid = deps.oid AND q.relkind IN ('r', 'p', 'm')
+      CROSS JOIN LATERAL (SELECT ` + sizeJSON("q", exact) + ` AS size) qs) END,
+  'indexes', CASE WHEN c.relkind = 'p' THEN ` + indexNames("c") + ` END)
+FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, oid)
+JOIN pg_catalog.pg_class c ON c.oid = q.oid`, nil
+}
+
+// detailsRow is a row of detailFactsQuery.
+type detailsRow struct {
+	Partitions []struct {
+		Name, Parent, Kind string
+		Indexes            []string
+	} `json:"partitions"`
+	Indexes   []string   `json:"indexes"`
+	QuerySize *factsSize `json:"query_size"`
+}
+
+// addDetailsRow decodes one row of detailFactsQuery into the facts of
+// its relation in out.
+func addDetailsRow(out map[string]*guard.RelationFacts, name string, js []byte) error {
+	f := out[name]
+	if f == nil || js == nil {
+		return nil
+	}
+	var r detailsRow
+	if err := json.Unmarshal(js, &r); err != nil {
+		return fmt.Errorf("catalog details for %s: %w", name, err)
+	}
+	if r.Partitions != nil {
+		f.Partitions = make([]guard.Partition, 0, len(r.Partitions))
+		for _, p := range r.Partitions {
+			gp := guard.Partition{Name: p.Name, Parent: p.Parent, Indexes: p.Indexes}
+			if p.Kind != "" {
+				gp.Kind = p.Kind[0]
+			}
+			f.Partitions = append(f.Partitions, gp)
+		}
+	}
+	f.Indexes = r.Indexes
+	if r.QuerySize != nil {
+		f.QueryBytes = r.QuerySize.bytes()
+	}
+	return nil
+}
+
+// needsDetails lists the relations of facts that detailFactsQuery is for.
+func needsDetails(facts map[string]*guard.RelationFacts) []string {
+	var out []string
+	for name, f := range facts {
+		if f != nil && (f.Kind == 'p' || f.Kind == 'm') {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // visibleName is the name of the pg_class row rel as the guard names
 // relations: qualified only when the search_path does not find it.
@@ -224,12 +301,11 @@ func (s factsSize) bytes() int64 {
 }
 
 type factsRow struct {
-	Kind        string     `json:"kind"`
-	Persistence string     `json:"persistence"`
-	Tuples      float64    `json:"tuples"`
-	Size        factsSize  `json:"size"`
-	QuerySize   *factsSize `json:"query_size"`
-	Populated   bool       `json:"populated"`
+	Kind        string    `json:"kind"`
+	Persistence string    `json:"persistence"`
+	Tuples      float64   `json:"tuples"`
+	Size        factsSize `json:"size"`
+	Populated   bool      `json:"populated"`
 	Columns     map[string]struct {
 		Type    string
 		NotNull bool `json:"not_null"`
@@ -238,11 +314,6 @@ type factsRow struct {
 	UniqueIndex      bool     `json:"unique_index"`
 	DefaultPartition bool     `json:"default_partition"`
 	Table            *string  `json:"table"`
-	Partitions       []struct {
-		Name, Parent, Kind string
-		Indexes            []string
-	} `json:"partitions"`
-	Indexes []string `json:"indexes"`
 }
 
 // notNullCheck matches pg_get_constraintdef of CHECK (col IS NOT NULL).
@@ -314,9 +385,6 @@ func (r *factsRow) facts() *guard.RelationFacts {
 		f.Persistence = r.Persistence[0]
 	}
 	f.SizeBytes = r.Size.bytes() // unknown: the guard treats it as large
-	if r.QuerySize != nil {
-		f.QueryBytes = r.QuerySize.bytes()
-	}
 	if len(r.Columns) > 0 {
 		f.Columns = make(map[string]guard.Column, len(r.Columns))
 		for name, col := range r.Columns {
@@ -338,16 +406,5 @@ func (r *factsRow) facts() *guard.RelationFacts {
 	if r.Table != nil {
 		f.Table = *r.Table
 	}
-	if r.Partitions != nil {
-		f.Partitions = make([]guard.Partition, 0, len(r.Partitions))
-		for _, p := range r.Partitions {
-			gp := guard.Partition{Name: p.Name, Parent: p.Parent, Indexes: p.Indexes}
-			if p.Kind != "" {
-				gp.Kind = p.Kind[0]
-			}
-			f.Partitions = append(f.Partitions, gp)
-		}
-	}
-	f.Indexes = r.Indexes
 	return f
 }

@@ -80,7 +80,19 @@ func (m *MonitorFacts) Facts(database string, names []string) (map[string]*guard
 		return nil, err
 	}
 	out := map[string]*guard.RelationFacts{}
-	return out, m.query(database, q, func(name string, js []byte) error { return addFactsRow(out, name, js) })
+	if err := m.query(database, q, func(name string, js []byte) error { return addFactsRow(out, name, js) }); err != nil {
+		return nil, err
+	}
+	if names := needsDetails(out); len(names) > 0 {
+		q, err := detailFactsQuery(names, true)
+		if err != nil {
+			return nil, err
+		}
+		if err := m.query(database, q, func(name string, js []byte) error { return addDetailsRow(out, name, js) }); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // DomainFacts returns facts for the domains names in database: the
