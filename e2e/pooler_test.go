@@ -240,6 +240,49 @@ func TestPoolerKeepsSessionsClean(t *testing.T) {
 		t.Logf("%d guarded statements through ddlguard and PgBouncer (transaction pooling, 2 server connections); no lock_timeout seen outside them", guarded.Load())
 	})
 
+	t.Run("MonitorSeesOwnLocksAsOwn", func(t *testing.T) {
+		// The monitor connection describes blockers; the client's backend
+		// pid it must leave out is the server's (pg_backend_pid() on the
+		// client's connection), not the one PgBouncer put in
+		// BackendKeyData. The transaction's own ROW EXCLUSIVE on pool_t is
+		// then no blocker of its ALTER.
+		withMonitor := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) {
+			c.Upstream = bouncer.Addr()
+			c.UpstreamTLSMode = proxy.UpstreamTLSDisable
+			c.MonitorFacts = startMonitorFacts(t)
+			c.Exec = proxy.ExecConfig{RetryBudget: 5 * time.Second}
+		})
+		// Another session reads pool_t for 600 ms, so that the blocker
+		// check finds a conflict and asks the monitor who is in the way.
+		reader := connectDirect(t, cluster, pgcluster.RoleTrust, db)
+		if err := execEach(ctx, reader, "BEGIN", "SELECT count(*) FROM pool_t"); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			time.Sleep(600 * time.Millisecond)
+			reader.Exec(context.Background(), "COMMIT")
+		}()
+		defer func() { <-done }()
+		conn := withMonitor.Connect(t, pgcluster.RoleTrust, db, "sslmode", "disable")
+		start := time.Now()
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, "INSERT INTO pool_t VALUES (0, 0)"); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, "ALTER TABLE pool_t ALTER COLUMN c SET DEFAULT 5", simple)
+			return err
+		})
+		took := time.Since(start)
+		if err != nil {
+			t.Fatalf("INSERT then ALTER in one transaction through PgBouncer, monitor configured: %v (after %s)", err, took)
+		}
+		if took < 400*time.Millisecond || took > 3*time.Second {
+			t.Errorf("the transaction took %s: want it to wait for the reader (600 ms), and for nothing else", took)
+		}
+	})
+
 	t.Run("TimeoutApplies", func(t *testing.T) {
 		blocked := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) {
 			c.Upstream = bouncer.Addr()

@@ -12,9 +12,7 @@ import (
 // preflight is what ddlguard reads before a guarded statement.
 type preflight struct {
 	lockTimeout, idleTimeout string // current settings, as SHOW prints them
-	// settingsKnown: the settings were read on the client's connection.
-	settingsKnown bool
-	blockers      []blocker
+	blockers                 []blocker
 	// holders are all the sessions the last look found holding or
 	// awaiting a conflicting lock, those that pass quickly too.
 	holders []blocker
@@ -186,15 +184,11 @@ func conflictingLocksSQL(values string, self string) string {
 }
 
 // waitForBlockers polls until no session blocks the plan's locks or the
-// deadline passes; it returns the last preflight. It polls the first of
-// the catalogs that answers (the monitor connection when configured, else
-// the client's own); the session's own settings are read on the client's
-// connection, once the way is clear.
+// deadline passes; it returns the last preflight (sessionCatalog.preflight:
+// on the client's connection, the blockers described by the monitor
+// connection when one is configured).
 func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*preflight, error) {
-	cats, targets := c.catalogs(true), c.checkedTargets(p)
-	if targets == nil {
-		cats = cats[len(cats)-1:] // no blocker check: the client's connection, for the settings
-	}
+	targets := c.checkedTargets(p)
 	if pf := c.lockState.take(targets); pf != nil {
 		return pf, nil // the facts query has answered it
 	}
@@ -206,12 +200,8 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 		}
 	}()
 	for {
-		pf, err := cats[0].preflight(targets)
+		pf, err := c.sessionCatalog().preflight(targets)
 		if err != nil {
-			if len(cats) > 1 {
-				cats = cats[1:]
-				continue
-			}
 			return pf, err
 		}
 		all := pf.blockers
@@ -230,9 +220,6 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 			}
 			c.pause(min(c.srv.cfg.Exec.BlockerPoll, time.Until(deadline)))
 			continue
-		}
-		if len(bs) == 0 && !pf.settingsKnown {
-			return c.runPreflight(p)
 		}
 		pf.blockers = bs
 		return pf, nil

@@ -22,10 +22,6 @@ import (
 type catalog interface {
 	relationFacts(names []string) (map[string]*guard.RelationFacts, error)
 	domainFacts(names []string) (map[string]*guard.DomainFacts, error)
-	// preflight lists the sessions that hold or wait for locks on targets
-	// conflicting with them (all of them: the caller judges which block).
-	// The client's own connection also reads the session's settings.
-	preflight(targets []guard.Lock) (*preflight, error)
 }
 
 // catalogs is the order in which the sources are asked: the monitor
@@ -34,7 +30,7 @@ type catalog interface {
 func (c *clientConn) catalogs(clientMayAsk bool) []catalog {
 	var out []catalog
 	if m := c.srv.cfg.MonitorFacts; m != nil {
-		out = append(out, monitorCatalog{m: m, database: c.sess.Database, clientPID: c.sess.backendPID})
+		out = append(out, monitorCatalog{m: m, database: c.sess.Database})
 	}
 	if clientMayAsk {
 		out = append(out, c.sessionCatalog())
@@ -137,15 +133,21 @@ func (s sessionCatalog) domainFacts(names []string) (map[string]*guard.DomainFac
 	return decodeRows(frames, addDomainRow)
 }
 
-// preflight asks without waiting for the server to be idle: the caller has
-// waited for a sync point. The sessions in the way are described only when
-// a first, lighter query finds a conflicting lock.
+// preflight reads the session's settings and its backend's pid, and the
+// sessions that hold or wait for locks conflicting with targets (all of
+// them: the caller judges which block), without waiting for the server to
+// be idle: the caller has waited for a sync point. A first, lighter query
+// finds whether there are any; only then are they described: by the
+// monitor connection when one is configured (it may see sessions the
+// client's role cannot), told the client's backend pid as the server
+// gives it (a pooler in between replaces the one in BackendKeyData), else
+// on the client's connection.
 func (s sessionCatalog) preflight(targets []guard.Lock) (*preflight, error) {
-	build := conflictsQuery
+	build, first := conflictsQuery, true
 	if len(targets) == 0 {
 		build = preflightQuery
 	}
-	for {
+	for ; ; first = false {
 		q, err := build(targets, "pg_catalog.pg_backend_pid()")
 		if err != nil {
 			return nil, err
@@ -158,18 +160,28 @@ func (s sessionCatalog) preflight(targets []guard.Lock) (*preflight, error) {
 		if err != nil || len(rows) != 1 {
 			return nil, fmt.Errorf("preflight: %v", err)
 		}
-		if string(rows[0][2]) == "t" {
-			build = preflightQuery // a conflict: who is it?
-			continue
+		if string(rows[0][2]) != "t" {
+			return preflightFromRow(rows[0])
 		}
-		return preflightFromRow(rows[0])
+		// A conflict: who is it?
+		if m := s.c.srv.cfg.MonitorFacts; m != nil && first {
+			pf, err := preflightFromRow([][]byte{rows[0][0], rows[0][1], nil, rows[0][3]})
+			if err != nil {
+				return nil, err
+			}
+			if pf.blockers, err = m.Blockers(s.c.sess.Database, targets, pf.pid); err == nil {
+				return pf, nil
+			}
+			s.c.srv.log.Warn("monitor connection could not describe the blockers; asking on the client's connection", "err", err)
+		}
+		build = preflightQuery
 	}
 }
 
 // preflightFromRow reads a preflight answer: the two timeouts, the
 // blockers (JSON, or NULL or false for none) and the backend's pid.
 func preflightFromRow(row [][]byte) (*preflight, error) {
-	pf := &preflight{lockTimeout: string(row[0]), idleTimeout: string(row[1]), settingsKnown: true}
+	pf := &preflight{lockTimeout: string(row[0]), idleTimeout: string(row[1])}
 	pf.pid, _ = strconv.Atoi(string(row[3]))
 	if row[2] != nil && string(row[2]) != "f" {
 		if err := json.Unmarshal(row[2], &pf.blockers); err != nil {
@@ -197,9 +209,8 @@ func decodeRows[T any](frames []divertedFrame, add func(map[string]*T, string, [
 // monitorCatalog asks on the monitor role's pool for the client's
 // database.
 type monitorCatalog struct {
-	m         *MonitorFacts
-	database  string
-	clientPID uint32
+	m        *MonitorFacts
+	database string
 }
 
 func (k monitorCatalog) relationFacts(names []string) (map[string]*guard.RelationFacts, error) {
@@ -208,13 +219,4 @@ func (k monitorCatalog) relationFacts(names []string) (map[string]*guard.Relatio
 
 func (k monitorCatalog) domainFacts(names []string) (map[string]*guard.DomainFacts, error) {
 	return k.m.DomainFacts(k.database, names)
-}
-
-// preflight knows nothing of the client session's settings.
-func (k monitorCatalog) preflight(targets []guard.Lock) (*preflight, error) {
-	bs, err := k.m.Blockers(k.database, targets, k.clientPID)
-	if err != nil {
-		return nil, err
-	}
-	return &preflight{lockTimeout: "0", blockers: bs}, nil
 }

@@ -133,13 +133,13 @@ func (m *MonitorFacts) query(database, q string, row func(name string, js []byte
 }
 
 // Blockers lists the conflicting lock holders and waiters for targets on
-// the monitor connection, excluding the client's own backend.
-func (m *MonitorFacts) Blockers(database string, targets []guard.Lock, clientPID uint32) ([]blocker, error) {
+// the monitor connection, excluding the client's own backend (clientPID).
+func (m *MonitorFacts) Blockers(database string, targets []guard.Lock, clientPID int) ([]blocker, error) {
 	p, err := m.pool(database)
 	if err != nil {
 		return nil, err
 	}
-	q, err := preflightQuery(targets, strconv.FormatUint(uint64(clientPID), 10))
+	q, err := preflightQuery(targets, strconv.Itoa(clientPID))
 	if err != nil {
 		return nil, err
 	}

@@ -80,5 +80,5 @@ func (s *lockState) take(targets []guard.Lock) *preflight {
 			}
 		}
 	}
-	return &preflight{lockTimeout: st.lockTimeout, idleTimeout: st.idleTimeout, settingsKnown: true}
+	return &preflight{lockTimeout: st.lockTimeout, idleTimeout: st.idleTimeout}
 }
