@@ -33,11 +33,12 @@ type pgBouncer struct {
 func (b *pgBouncer) Addr() string { return net.JoinHostPort(b.Host, strconv.Itoa(b.Port)) }
 
 // startPgBouncer runs PgBouncer (scripts/install-deps.sh installs it) in
-// front of cluster for database, in poolMode with poolSize server
-// connections, trust authentication for pgcluster.RoleTrust (the role the
-// server trusts on TCP). It is stopped when the test ends; its log is
+// front of upstream (host:port: cluster, or a ddlguard in front of it) for
+// database, in poolMode with poolSize server connections, trust
+// authentication for pgcluster.RoleTrust (the role the server trusts on
+// TCP). It is stopped when the test ends; its log is
 // printed when the test failed.
-func startPgBouncer(t *testing.T, database, poolMode string, poolSize int) *pgBouncer {
+func startPgBouncer(t *testing.T, upstream, database, poolMode string, poolSize int) *pgBouncer {
 	t.Helper()
 	bin, err := exec.LookPath("pgbouncer")
 	if err != nil {
@@ -60,13 +61,17 @@ func startPgBouncer(t *testing.T, database, poolMode string, poolSize int) *pgBo
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
+	upHost, upPort, err := net.SplitHostPort(upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
 	auth := filepath.Join(dir, "users.txt")
 	if err := os.WriteFile(auth, []byte(fmt.Sprintf("%q %q\n", pgcluster.RoleTrust, "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	conf := strings.Join([]string{
 		"[databases]",
-		fmt.Sprintf("%s = host=%s port=%d dbname=%s", database, cluster.Host, cluster.Port, database),
+		fmt.Sprintf("%s = host=%s port=%s dbname=%s", database, upHost, upPort, database),
 		"[pgbouncer]",
 		"listen_addr = 127.0.0.1",
 		"listen_port = " + strconv.Itoa(port),
@@ -117,17 +122,19 @@ func startPgBouncer(t *testing.T, database, poolMode string, poolSize int) *pgBo
 	}
 }
 
-// TestPoolerKeepsSessionsClean runs guarded statements through ddlguard in
-// front of PgBouncer in transaction pooling, where each transaction may
-// run on another server connection: the lock timeout ddlguard gives a
-// statement must end with the statement's own transaction, never be left
-// on a server connection for the next client that gets it. Autocommit
-// (simple and extended protocol, single statements and a multi-statement
-// string) and explicit transactions run concurrently from four clients on
-// two server connections while four clients of PgBouncer (not through
-// ddlguard) keep reading lock_timeout; every value they see must be the
-// server default. A blocked statement through the same path shows that the
-// lock timeout still applies to the statement.
+// TestPoolerKeepsSessionsClean runs guarded statements through ddlguard and
+// PgBouncer, in the topologies users run: ddlguard in front of PgBouncer in
+// transaction pooling (each transaction may run on another server
+// connection) and in session pooling, and PgBouncer in transaction pooling
+// in front of ddlguard. A setting ddlguard gives a statement (lock_timeout,
+// idle_in_transaction_session_timeout) must end with the statement's own
+// transaction, never be left on a server connection for the next client:
+// four migrators run autocommit statements (simple and extended protocol,
+// single and multi-statement) and explicit transactions while four other
+// clients keep reading the settings; every value anyone sees must be the
+// server default. Behind PgBouncer, the blocker check leaves out the
+// transaction's own locks (by the backend pid the server gives, not the one
+// in BackendKeyData), and a blocked statement still gets its lock timeout.
 func TestPoolerKeepsSessionsClean(t *testing.T) {
 	const db = "pooler"
 	ctx := context.Background()
@@ -142,7 +149,7 @@ func TestPoolerKeepsSessionsClean(t *testing.T) {
 	if _, err := owner.Exec(ctx, "CREATE TABLE pool_t (id int, c int); INSERT INTO pool_t SELECT g, g FROM generate_series(1, 100) g"); err != nil {
 		t.Fatal(err)
 	}
-	bouncer := startPgBouncer(t, db, "transaction", 2)
+	bouncer := startPgBouncer(t, cluster.Addr(), db, "transaction", 2)
 	p := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) {
 		c.Upstream = bouncer.Addr()
 		c.UpstreamTLSMode = proxy.UpstreamTLSDisable
@@ -153,92 +160,38 @@ func TestPoolerKeepsSessionsClean(t *testing.T) {
 	}
 	simple := pgx.QueryExecModeSimpleProtocol
 
-	t.Run("NoLeak", func(t *testing.T) {
-		var guarded atomic.Int64
-		var leaks []string
-		var mu sync.Mutex
-		leak := func(who, value string) {
-			mu.Lock()
-			defer mu.Unlock()
-			leaks = append(leaks, who+" saw lock_timeout "+value)
-		}
-		stop := make(chan struct{})
-		var watchers sync.WaitGroup
-		for i := range 4 {
-			conn := viaBouncer(t, fmt.Sprintf("watcher-%d", i))
-			watchers.Add(1)
-			go func() {
-				defer watchers.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					var v string
-					if err := conn.QueryRow(ctx, "SHOW lock_timeout", simple).Scan(&v); err != nil {
-						leak(fmt.Sprintf("watcher %d", i), "error "+err.Error())
-						return
-					}
-					if v != "0" {
-						leak(fmt.Sprintf("watcher %d", i), v)
-					}
-				}
-			}()
-		}
-		var workers sync.WaitGroup
-		errs := make(chan error, 4)
-		for w := range 4 {
-			conn := p.Connect(t, pgcluster.RoleTrust, db, "sslmode", "disable", "application_name", fmt.Sprintf("migrator-%d", w))
-			workers.Add(1)
-			go func() {
-				defer workers.Done()
-				for i := range 40 {
-					alter := fmt.Sprintf("ALTER TABLE pool_t ALTER COLUMN c SET DEFAULT %d", w*100+i)
-					var err error
-					switch i % 4 {
-					case 0: // simple protocol, autocommit
-						_, err = conn.Exec(ctx, alter, simple)
-					case 1: // extended protocol, autocommit
-						err = conn.PgConn().ExecParams(ctx, alter, nil, nil, nil, nil).Read().Err
-					case 2: // one string, two statements
-						_, err = conn.Exec(ctx, alter+"; COMMENT ON TABLE pool_t IS 'w"+strconv.Itoa(w)+"'", simple)
-					case 3: // explicit transaction, extended protocol
-						err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-							return tx.Conn().PgConn().ExecParams(ctx, alter, nil, nil, nil, nil).Read().Err
-						})
-					}
-					if err != nil {
-						errs <- fmt.Errorf("worker %d, statement %d: %w", w, i, err)
-						return
-					}
-					guarded.Add(1)
-					var v string
-					if err := conn.QueryRow(ctx, "SHOW lock_timeout", simple).Scan(&v); err != nil {
-						errs <- err
-						return
-					}
-					if v != "0" {
-						leak(fmt.Sprintf("worker %d after statement %d", w, i), v)
-					}
-				}
-			}()
-		}
-		workers.Wait()
-		close(stop)
-		watchers.Wait()
-		close(errs)
-		for err := range errs {
-			t.Error(err)
-		}
-		if len(leaks) > 0 {
-			t.Errorf("%d reads of lock_timeout saw a value no client set, e.g. %s", len(leaks), leaks[0])
-		}
-		if guarded.Load() != 4*40 {
-			t.Errorf("%d guarded statements ran, want %d", guarded.Load(), 4*40)
-		}
-		t.Logf("%d guarded statements through ddlguard and PgBouncer (transaction pooling, 2 server connections); no lock_timeout seen outside them", guarded.Load())
+	// Topologies: ddlguard in front of PgBouncer in transaction and in
+	// session pooling, and PgBouncer in transaction pooling in front of
+	// ddlguard (its server connections are ddlguard's clients, shared by
+	// PgBouncer's clients one transaction at a time).
+	sessionBouncer := startPgBouncer(t, cluster.Addr(), db, "session", 8)
+	viaSession := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) {
+		c.Upstream = sessionBouncer.Addr()
+		c.UpstreamTLSMode = proxy.UpstreamTLSDisable
 	})
+	behindGuard := startGuardProxy(t, guard.DefaultConfig(), func(c *proxy.Config) { c.UpstreamTLSMode = proxy.UpstreamTLSDisable })
+	inFront := startPgBouncer(t, behindGuard.Addr(), db, "transaction", 2)
+	dial := func(t *testing.T, host string, port int, app string) *pgx.Conn {
+		return connectDSN(t, "through "+app, fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable application_name=%s",
+			host, port, pgcluster.RoleTrust, db, app))
+	}
+	for _, topo := range []struct {
+		name              string
+		migrator, watcher func(t *testing.T, app string) *pgx.Conn
+	}{
+		{"ddlguard then PgBouncer transaction pooling",
+			func(t *testing.T, app string) *pgx.Conn { return dial(t, p.Host, p.Port, app) }, viaBouncer},
+		{"ddlguard then PgBouncer session pooling",
+			func(t *testing.T, app string) *pgx.Conn { return dial(t, viaSession.Host, viaSession.Port, app) },
+			func(t *testing.T, app string) *pgx.Conn {
+				return dial(t, sessionBouncer.Host, sessionBouncer.Port, app)
+			}},
+		{"PgBouncer transaction pooling then ddlguard",
+			func(t *testing.T, app string) *pgx.Conn { return dial(t, inFront.Host, inFront.Port, app) },
+			func(t *testing.T, app string) *pgx.Conn { return dial(t, inFront.Host, inFront.Port, app) }},
+	} {
+		t.Run("NoLeak/"+topo.name, func(t *testing.T) { poolerNoLeak(t, topo.migrator, topo.watcher) })
+	}
 
 	t.Run("MonitorSeesOwnLocksAsOwn", func(t *testing.T) {
 		// The monitor connection describes blockers; the client's backend
@@ -313,4 +266,99 @@ func TestPoolerKeepsSessionsClean(t *testing.T) {
 			}
 		}
 	})
+}
+
+// poolerNoLeak runs four migrators (guarded statements in autocommit,
+// simple and extended protocol, a multi-statement string, an explicit
+// transaction) while four watchers keep reading the three settings
+// ddlguard may change; every value a watcher or a migrator sees must be
+// the server default (none of these clients sets them).
+func poolerNoLeak(t *testing.T, migrator, watcher func(t *testing.T, app string) *pgx.Conn) {
+	ctx := context.Background()
+	simple := pgx.QueryExecModeSimpleProtocol
+	const settings = "SELECT current_setting('lock_timeout') || ' ' || current_setting('idle_in_transaction_session_timeout') || ' ' || current_setting('statement_timeout')"
+	var guarded atomic.Int64
+	var leaks []string
+	var mu sync.Mutex
+	leak := func(who, value string) {
+		mu.Lock()
+		defer mu.Unlock()
+		leaks = append(leaks, who+" saw lock_timeout, idle_in_transaction_session_timeout, statement_timeout "+value)
+	}
+	stop := make(chan struct{})
+	var watchers sync.WaitGroup
+	for i := range 4 {
+		conn := watcher(t, fmt.Sprintf("watcher-%d", i))
+		watchers.Add(1)
+		go func() {
+			defer watchers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				var v string
+				if err := conn.QueryRow(ctx, settings, simple).Scan(&v); err != nil {
+					leak(fmt.Sprintf("watcher %d", i), "error "+err.Error())
+					return
+				}
+				if v != "0 0 0" {
+					leak(fmt.Sprintf("watcher %d", i), v)
+				}
+			}
+		}()
+	}
+	var workers sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := range 4 {
+		conn := migrator(t, fmt.Sprintf("migrator-%d", w))
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range 40 {
+				alter := fmt.Sprintf("ALTER TABLE pool_t ALTER COLUMN c SET DEFAULT %d", w*100+i)
+				var err error
+				switch i % 4 {
+				case 0: // simple protocol, autocommit
+					_, err = conn.Exec(ctx, alter, simple)
+				case 1: // extended protocol, autocommit
+					err = conn.PgConn().ExecParams(ctx, alter, nil, nil, nil, nil).Read().Err
+				case 2: // one string, two statements
+					_, err = conn.Exec(ctx, alter+"; COMMENT ON TABLE pool_t IS 'w"+strconv.Itoa(w)+"'", simple)
+				case 3: // explicit transaction, extended protocol
+					err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+						return tx.Conn().PgConn().ExecParams(ctx, alter, nil, nil, nil, nil).Read().Err
+					})
+				}
+				if err != nil {
+					errs <- fmt.Errorf("worker %d, statement %d: %w", w, i, err)
+					return
+				}
+				guarded.Add(1)
+				var v string
+				if err := conn.QueryRow(ctx, settings, simple).Scan(&v); err != nil {
+					errs <- err
+					return
+				}
+				if v != "0 0 0" {
+					leak(fmt.Sprintf("worker %d after statement %d", w, i), v)
+				}
+			}
+		}()
+	}
+	workers.Wait()
+	close(stop)
+	watchers.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if len(leaks) > 0 {
+		t.Errorf("%d reads of the settings saw a value no client set, e.g. %s", len(leaks), leaks[0])
+	}
+	if guarded.Load() != 4*40 {
+		t.Errorf("%d guarded statements ran, want %d", guarded.Load(), 4*40)
+	}
+	t.Logf("%d guarded statements; no setting of ddlguard's seen outside them", guarded.Load())
 }
