@@ -107,11 +107,17 @@ IMAGE ?= ddlguard:dev
 image:
 	docker build --build-arg VERSION="$${VERSION:-$$(git describe --always --dirty 2>/dev/null || echo dev)}" -t $(IMAGE) .
 
+# The e2e tests run again on PostgreSQL 18 (scripts/install-pg-major.sh);
+# tests that start a PostgreSQL 18 server of their own are not among them.
+E2E_PG18_TESTS := TestLockWait|TestPooler|TestPartitioned|TestRefresh|TestDriverParity|TestYoung|TestFacts|TestExtended|TestRewrite|TestEnforce|TestKept|TestExactlyOnce|TestReview
+
 test: deps check-deploy check-packaging
 	$(GO) vet ./...
 	GO=$(GO) scripts/go-test.sh -count=1 -timeout 20m ./...
 	@echo "e2e again with plain upstream legs: plain clients go through the event loop"
 	E2E_PLAIN_RELAY=1 GO=$(GO) scripts/go-test.sh -count=1 -timeout 20m ./e2e
+	@echo "e2e of execution, facts, rewrites, drivers and poolers again on PostgreSQL 18"
+	E2E_PG_MAJOR=18 GO=$(GO) scripts/go-test.sh -count=1 -timeout 20m -run '$(E2E_PG18_TESTS)' ./e2e
 	$(MAKE) --no-print-directory fuzz
 
 fuzz:

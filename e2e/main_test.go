@@ -31,13 +31,27 @@ import (
 var cluster *pgcluster.Cluster
 
 func TestMain(m *testing.M) {
-	c, err := pgcluster.Start(pgcluster.Options{})
+	var opts pgcluster.Options
+	if major := os.Getenv("E2E_PG_MAJOR"); major != "" {
+		// The tests again on another major (make test's pass on
+		// PostgreSQL 18), installed by scripts/install-pg-major.sh.
+		binDir, _, err := installPGMajor(major)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "e2e:", err)
+			os.Exit(1)
+		}
+		opts.BinDir = binDir
+	}
+	c, err := pgcluster.Start(opts)
 	if err != nil {
 		// A missing server is a failure, never a skip.
 		fmt.Fprintln(os.Stderr, "e2e: cannot start PostgreSQL:", err)
 		os.Exit(1)
 	}
 	cluster = c
+	if opts.BinDir != "" {
+		fmt.Fprintf(os.Stderr, "e2e: PostgreSQL %d from %s\n", c.Version(), opts.BinDir)
+	}
 	code := m.Run()
 	if binPath != "" && buildErr == nil {
 		os.RemoveAll(filepath.Dir(binPath)) // the binary built by ddlguardBinary

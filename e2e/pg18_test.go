@@ -58,31 +58,37 @@ var pg18Install struct {
 func pg18BinDir(t *testing.T) string {
 	t.Helper()
 	pg18Install.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		script := filepath.Join("..", "scripts", "install-pg-major.sh")
-		cmd := exec.CommandContext(ctx, "bash", script, "18")
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		begin := time.Now()
-		err := cmd.Run()
-		out := strings.TrimSpace(stdout.String())
-		if err != nil {
-			pg18Install.err = fmt.Errorf("bash %s 18: %v\nstdout:\n%s\nstderr:\n%s", script, err, out, stderr.String())
-			return
+		var log string
+		pg18Install.binDir, log, pg18Install.err = installPGMajor("18")
+		if pg18Install.err == nil {
+			t.Logf("install-pg-major.sh 18 (%s): %s", time.Since(begin).Round(time.Millisecond), log)
 		}
-		lines := strings.Split(out, "\n")
-		pg18Install.binDir = strings.TrimSpace(lines[len(lines)-1])
-		if pg18Install.binDir == "" {
-			pg18Install.err = fmt.Errorf("bash %s 18 printed no bin directory\nstderr:\n%s", script, stderr.String())
-			return
-		}
-		t.Logf("install-pg-major.sh 18 (%s): %s", time.Since(begin).Round(time.Millisecond), strings.TrimSpace(stderr.String()))
 	})
 	if pg18Install.err != nil {
 		t.Fatal(pg18Install.err)
 	}
 	return pg18Install.binDir
+}
+
+// installPGMajor runs scripts/install-pg-major.sh for a PostgreSQL major
+// and returns the bin directory it printed last, and what it logged.
+func installPGMajor(major string) (binDir, log string, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	script := filepath.Join("..", "scripts", "install-pg-major.sh")
+	cmd := exec.CommandContext(ctx, "bash", script, major)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return "", "", fmt.Errorf("bash %s %s: %v\nstdout:\n%s\nstderr:\n%s", script, major, err, strings.TrimSpace(stdout.String()), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	binDir = strings.TrimSpace(lines[len(lines)-1])
+	if binDir == "" {
+		return "", "", fmt.Errorf("bash %s %s printed no bin directory\nstderr:\n%s", script, major, stderr.String())
+	}
+	return binDir, strings.TrimSpace(stderr.String()), nil
 }
 
 // startPG18 starts a PostgreSQL 18 cluster, stopped when the test ends, and

@@ -80,6 +80,9 @@ type Finding struct {
 	// the guard's parser cannot read (a newer server's), the locks each
 	// takes, so that running the step never depends on reading it again.
 	StepLocks map[string][]Lock
+	// StepUndo is, for those steps, the statement that takes the step
+	// back (UndoStatement for the others).
+	StepUndo map[string]string
 }
 
 // StepError maps an error of a rewrite step to the original statement's:

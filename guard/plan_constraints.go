@@ -28,6 +28,7 @@ func (s *stmt) constraintPlanFinding(a *pg_query.AlterTableStmt, cmds []*pg_quer
 		f.RewriteOutsideTxOnly = true
 		f.StepErrors = p.stepErrors
 		f.StepLocks = p.stepLocks
+		f.StepUndo = p.stepUndo
 	}
 	return f
 }
@@ -41,9 +42,11 @@ type safePlan struct {
 	exact bool
 	// stepErrors report a step's failure as the original's.
 	stepErrors []StepError
-	// stepLocks: the locks of steps written in syntax the guard's parser
-	// does not read (Finding.StepLocks).
+	// stepLocks and stepUndo: the locks of steps written in syntax the
+	// guard's parser does not read, and what takes them back
+	// (Finding.StepLocks, Finding.StepUndo).
 	stepLocks map[string][]Lock
+	stepUndo  map[string]string
 }
 
 // hint renders the plan as SQL, one statement a line.
@@ -212,11 +215,13 @@ func (s *stmt) planNotNull(p *safePlan, nm names, a *pg_query.AlterTableStmt, co
 		step := alterTablePrefix(a) + " ADD CONSTRAINT " + quoteIdent(name) + " NOT NULL " + quoteIdent(col) + " NOT VALID"
 		p.now = append(p.now, step)
 		if p.stepLocks == nil {
-			p.stepLocks = map[string][]Lock{}
+			p.stepLocks, p.stepUndo = map[string][]Lock{}, map[string]string{}
 		}
 		// PostgreSQL 18 syntax, which the parser (PostgreSQL 17's grammar)
-		// cannot read: ACCESS EXCLUSIVE, nothing read (lockfacts.sql).
+		// cannot read: ACCESS EXCLUSIVE, nothing read (lockfacts.sql); a
+		// failed VALIDATE after it drops the constraint again.
 		p.stepLocks[step] = []Lock{{Relation: rangeVarName(a.Relation), Mode: AccessExclusive}}
+		p.stepUndo[step] = alterTablePrefix(a) + " DROP CONSTRAINT IF EXISTS " + quoteIdent(name)
 		p.later = append(p.later, alterCmdSQL(a, pg_query.AlterTableType_AT_ValidateConstraint, name))
 		return
 	}

@@ -5,10 +5,11 @@ import (
 )
 
 // UndoSequence returns what takes back the steps of a rewrite sequence
-// that ran (in order), last first (UndoStatement of each), leaving out
-// indexes a later step attached to a partitioned table's index: they go
-// with it, and cannot be dropped before it.
-func UndoSequence(ran []string) []string {
+// that ran (in order), last first (known[step] where the planner gave it,
+// else UndoStatement), leaving out indexes a later step attached to a
+// partitioned table's index: they go with it, and cannot be dropped before
+// it.
+func UndoSequence(ran []string, known map[string]string) []string {
 	attached := map[string]bool{}
 	for _, step := range ran {
 		if child := attachedIndex(step); child != "" {
@@ -20,7 +21,11 @@ func UndoSequence(ran []string) []string {
 		if ix := createdIndex(ran[i]); ix != "" && attached[ix] {
 			continue
 		}
-		if u := UndoStatement(ran[i]); u != "" {
+		u, ok := known[ran[i]]
+		if !ok {
+			u = UndoStatement(ran[i])
+		}
+		if u != "" {
 			out = append(out, u)
 		}
 	}

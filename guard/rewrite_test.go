@@ -14,10 +14,16 @@ func TestUndoSequence(t *testing.T) {
 		"ALTER INDEX events_v_idx ATTACH PARTITION arch.events_2026_v_idx",
 		"CREATE INDEX CONCURRENTLY events_2026_a_v_idx ON events_2026_a USING btree (v)",
 	}
-	got := strings.Join(UndoSequence(ran), "; ")
+	got := strings.Join(UndoSequence(ran, nil), "; ")
 	want := "DROP INDEX CONCURRENTLY IF EXISTS events_2026_a_v_idx; DROP INDEX IF EXISTS events_v_idx"
 	if got != want {
 		t.Errorf("UndoSequence = %q, want %q (attached indexes go with the parent's)", got, want)
+	}
+	// A step the parser cannot read (PostgreSQL 18 syntax): the planner's undo.
+	nn := "ALTER TABLE t ADD CONSTRAINT t_c_not_null NOT NULL c NOT VALID"
+	undo := "ALTER TABLE t DROP CONSTRAINT IF EXISTS t_c_not_null"
+	if got := UndoSequence([]string{nn, "ALTER TABLE t VALIDATE CONSTRAINT t_c_not_null"}, map[string]string{nn: undo}); len(got) != 1 || got[0] != undo {
+		t.Errorf("UndoSequence with the planner's undo = %q, want [%q]", got, undo)
 	}
 }
 

@@ -78,7 +78,7 @@ func (c *clientConn) executeRewrite(g *guard.Guard, d *guard.Decision) rewriteOu
 			// within the retry budget.
 			c.cleanupUntil = time.Now().Add(c.srv.cfg.Exec.RetryBudget)
 		}
-		for _, u := range guard.UndoSequence(steps[:i]) {
+		for _, u := range guard.UndoSequence(steps[:i], d.Deciding.StepUndo) {
 			c.undo(g, u, &out)
 		}
 		if after, err := c.invalidIndexes(table); err == nil && beforeErr == nil {
