@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"cmp"
 	"fmt"
 	"strings"
 	"time"
@@ -16,8 +15,8 @@ type preflight struct {
 	// holders are all the sessions the last look found holding or
 	// awaiting a conflicting lock, those that pass quickly too.
 	holders []blocker
-	// pid is the client's backend (pg_backend_pid() on its connection,
-	// 0 when the look was not taken there).
+	// pid is the client's backend as the server gives it (pg_backend_pid()
+	// on the client's connection; 0 when the facts query answered).
 	pid int
 	// deadlock: the client's transaction and the blockers wait for each
 	// other (waitGraph); it is the one to give up.
@@ -116,9 +115,9 @@ func conflicting(m guard.LockMode) []string {
 }
 
 // preflightQuery reads the session's timeouts, the sessions holding or
-// waiting for conflicting locks on the targets and the backend's pid. Like the facts query it
-// takes no lock on user tables and cannot raise an error.
-// With no targets it reads the timeouts alone.
+// waiting for conflicting locks on the targets, and the backend's pid.
+// Like the facts query it takes no lock on user tables and cannot raise an
+// error. With no targets it reads the timeouts and the pid alone.
 func preflightQuery(targets []guard.Lock, self string) (string, error) {
 	if len(targets) == 0 {
 		return `/* ddlguard preflight */ SELECT current_setting('lock_timeout'), current_setting('idle_in_transaction_session_timeout'), NULL::json, pg_catalog.pg_backend_pid()`, nil
@@ -143,8 +142,9 @@ func preflightQuery(targets []guard.Lock, self string) (string, error) {
 
 // conflictsQuery reads the session's timeouts, whether any lock held or
 // awaited by another session conflicts with the targets (third column
-// true) and the backend's pid, without the activity views: the usual answer, none, costs a
-// fraction of preflightQuery's planning, on a fresh connection most of all.
+// true), and the backend's pid, without the activity views: the usual
+// answer, none, costs a fraction of preflightQuery's planning, on a fresh
+// connection most of all.
 func conflictsQuery(targets []guard.Lock, self string) (string, error) {
 	values, err := targetValues(targets)
 	if err != nil {
@@ -212,7 +212,7 @@ func (c *clientConn) waitForBlockers(p *timeoutPlan, deadline time.Time) (*prefl
 		seen = hiddenHolders(all)
 		if (len(bs) > 0 || waitForHidden) && time.Now().Before(deadline) && !c.clientLeft() && !c.userCancel.Load() {
 			if len(bs) > 0 && c.sess.TxStatus() == TxInBlock {
-				waiting = cmp.Or(pf.pid, int(c.sess.backendPID))
+				waiting = pf.pid
 				if c.srv.waits.wait(waiting, blockerPIDs(bs)) {
 					pf.blockers, pf.deadlock = bs, true
 					return pf, nil

@@ -23,13 +23,9 @@ import (
 // third column holds the session's lock_timeout and
 // idle_in_transaction_session_timeout.
 func factsQuery(names []string, exact bool) (string, error) {
-	var rows []string
-	for _, n := range names {
-		oid, err := relationOIDSQL(n)
-		if err != nil {
-			return "", err
-		}
-		rows = append(rows, fmt.Sprintf("(%s, %s)", sqlLiteral(n), oid))
+	values, err := nameValues(names)
+	if err != nil {
+		return "", err
 	}
 	cols := `q.name, CASE WHEN c.oid IS NULL THEN NULL ELSE ` + relationFactsJSON(exact) + ` END`
 	tail := ""
@@ -41,8 +37,22 @@ UNION ALL SELECT NULL, NULL, json_build_array(current_setting('lock_timeout'), c
 	}
 	return `/* ddlguard catalog facts */ ` + locksCTE + `
 SELECT ` + cols + `
-FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, oid)
+FROM (VALUES ` + values + `) AS q(name, oid)
 LEFT JOIN pg_catalog.pg_class c ON c.oid = q.oid` + tail, nil
+}
+
+// nameValues is a VALUES list of (name, oid) for relation names, each
+// resolved as the session would resolve it (relationOIDSQL).
+func nameValues(names []string) (string, error) {
+	rows := make([]string, 0, len(names))
+	for _, n := range names {
+		oid, err := relationOIDSQL(n)
+		if err != nil {
+			return "", err
+		}
+		rows = append(rows, fmt.Sprintf("(%s, %s)", sqlLiteral(n), oid))
+	}
+	return strings.Join(rows, ", "), nil
 }
 
 // locksCTE reads pg_locks once per query (each read walks every backend's
@@ -120,13 +130,9 @@ const relationDetailsJSON = `
 // kinds, so that the facts query every guarded statement may need stays
 // as cheap to plan as it is.
 func detailFactsQuery(names []string, exact bool) (string, error) {
-	var rows []string
-	for _, n := range names {
-		oid, err := relationOIDSQL(n)
-		if err != nil {
-			return "", err
-		}
-		rows = append(rows, fmt.Sprintf("(%s, %s)", sqlLiteral(n), oid))
+	values, err := nameValues(names)
+	if err != nil {
+		return "", err
 	}
 	cte := ""
 	if !exact {
@@ -153,7 +159,7 @@ SELECT q.name, json_build_object(
       FROM deps JOIN pg_catalog.pg_class q ON q.oid = deps.oid AND q.relkind IN ('r', 'p', 'm')
       CROSS JOIN LATERAL (SELECT ` + sizeJSON("q", exact) + ` AS size) qs) END,
   'indexes', CASE WHEN c.relkind = 'p' THEN ` + indexNames("c") + ` END)
-FROM (VALUES ` + strings.Join(rows, ", ") + `) AS q(name, oid)
+FROM (VALUES ` + values + `) AS q(name, oid)
 JOIN pg_catalog.pg_class c ON c.oid = q.oid`, nil
 }
 
